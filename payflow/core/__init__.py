@@ -1,0 +1,1 @@
+"""The pure core: requests, policies and flows. No I/O, no clocks, no global randomness."""

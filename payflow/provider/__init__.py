@@ -1,0 +1,1 @@
+"""The reference payment provider: a pure ledger, faults, and an ASGI app."""

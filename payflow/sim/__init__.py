@@ -1,0 +1,1 @@
+"""SimPy models of slow-provider days."""
