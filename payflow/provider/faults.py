@@ -1,0 +1,328 @@
+"""How badly the provider behaves, as a pure function of the time of day.
+
+A :class:`FaultProfile` is a list of keyframes over one day; :meth:`FaultProfile.at`
+interpolates linearly between them (wrapping around midnight) and returns a
+frozen :class:`Faults`. The HTTP server and the SimPy provider model both call
+:meth:`Faults.draw` with their own :class:`random.Random` to decide what happens
+to one request, so both see the same provider.
+
+Named profiles live as TOML files in ``data/faults/`` (the package
+``payflow.data``)::
+
+    name = "brownout"
+    description = "..."
+
+    [defaults]                 # any field of Faults; used where a keyframe is silent
+    latency_before_s = 0.2
+
+    [[keyframes]]
+    at = "10:00"               # "HH:MM", "HH:MM:SS" or seconds since midnight
+    p_server_error = 0.0
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import tomllib
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from importlib.resources import files
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any, Final, Literal
+
+__all__ = [
+    "DAY_S",
+    "FaultDraw",
+    "FaultProfile",
+    "Faults",
+    "load_profile",
+    "parse_profile",
+    "profile_names",
+]
+
+#: Seconds in a day; profiles repeat with this period.
+DAY_S: Final = 86_400.0
+
+_STANDARD_NORMAL: Final = NormalDist()
+
+Action = Literal["ok", "throttle", "reset", "error_before", "error_after", "lost"]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultDraw:
+    """What happens to one request.
+
+    ``action`` is one of:
+
+    ``ok``            answered normally;
+    ``throttle``      answered 429 with ``Retry-After`` at once, never processed;
+    ``reset``         connection reset before commit: nothing happens;
+    ``error_before``  5xx, nothing happened;
+    ``error_after``   5xx, but the change *was* committed;
+    ``lost``          committed, but the response never arrives (client times out).
+    """
+
+    latency_before_s: float
+    latency_after_s: float
+    action: Action
+
+    @property
+    def commits(self) -> bool:
+        """True if the ledger applies the request."""
+        return self.action in ("ok", "error_after", "lost")
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """The provider's behaviour at one moment.
+
+    Latencies are lognormal with the given medians (seconds) and shape
+    ``latency_sigma``, capped at ``latency_max_s``. ``latency_before_s`` passes
+    between receiving a request and committing it, ``latency_after_s`` between
+    committing and answering: a client that times out in the second window was
+    charged anyway. ``p_*`` are probabilities per request; a server error is
+    after commit with probability ``server_error_after_commit``. ``capacity``
+    requests are served at once (the rest queue). ``poll_delay_ms`` is the
+    ``pollDelayInMs`` the provider asks pollers to wait.
+    """
+
+    latency_before_s: float = 0.1
+    latency_after_s: float = 0.05
+    latency_sigma: float = 0.3
+    latency_max_s: float = 120.0
+    p_server_error: float = 0.0
+    server_error_after_commit: float = 0.5
+    p_throttle: float = 0.0
+    retry_after_s: float = 1.0
+    p_lost_after_commit: float = 0.0
+    p_reset_before_commit: float = 0.0
+    capacity: int = 64
+    poll_delay_ms: int = 1000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{f.name}: must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{f.name}: must be a finite number >= 0, got {value!r}")
+            if (f.name.startswith("p_") or f.name == "server_error_after_commit") and value > 1:
+                raise ValueError(f"{f.name}: a probability must be in [0, 1], got {value!r}")
+        if not isinstance(self.capacity, int) or self.capacity < 1:
+            raise ValueError(f"capacity: must be an integer >= 1, got {self.capacity!r}")
+        if not isinstance(self.poll_delay_ms, int):
+            raise ValueError(f"poll_delay_ms: must be an integer, got {self.poll_delay_ms!r}")
+
+    def _latency(self, rng: random.Random, median: float) -> float:
+        # exactly one uniform draw per latency, so streams stay aligned
+        u = rng.random()
+        if median <= 0:
+            return 0.0
+        z = _STANDARD_NORMAL.inv_cdf(min(max(u, 1e-12), 1 - 1e-12))
+        return min(median * math.exp(self.latency_sigma * z), self.latency_max_s)
+
+    def draw_latency(self, rng: random.Random) -> tuple[float, float]:
+        """Draw ``(before_commit_s, after_commit_s)``."""
+        return self._latency(rng, self.latency_before_s), self._latency(rng, self.latency_after_s)
+
+    def draw(self, rng: random.Random) -> FaultDraw:
+        """Draw the fate of one request; always consumes the same number of draws."""
+        u_throttle, u_reset, u_error, u_after, u_lost = (rng.random() for _ in range(5))
+        before, after = self.draw_latency(rng)
+        action: Action = "ok"
+        if u_throttle < self.p_throttle:
+            action = "throttle"
+        elif u_reset < self.p_reset_before_commit:
+            action = "reset"
+        elif u_error < self.p_server_error:
+            action = "error_after" if u_after < self.server_error_after_commit else "error_before"
+        elif u_lost < self.p_lost_after_commit:
+            action = "lost"
+        return FaultDraw(before, after, action)
+
+
+_FIELD_TYPES: Final = {f.name: f.type for f in fields(Faults)}
+_INT_FIELDS: Final = frozenset({"capacity", "poll_delay_ms"})
+
+
+def _interpolate(a: Faults, b: Faults, w: float) -> Faults:
+    values: dict[str, Any] = {}
+    for name in _FIELD_TYPES:
+        x, y = getattr(a, name), getattr(b, name)
+        v = x + (y - x) * w
+        values[name] = (
+            max(1, round(v)) if name == "capacity" else (round(v) if name in _INT_FIELDS else v)
+        )
+    return Faults(**values)
+
+
+class FaultProfile:
+    """Piecewise-linear :class:`Faults` over a day, repeating every day.
+
+    ``keyframes`` are ``(seconds_since_midnight, Faults)`` pairs in ``[0, 86400)``.
+    Between the last keyframe and the first of the next day the profile
+    interpolates across midnight; one keyframe means constant faults.
+    """
+
+    def __init__(
+        self, name: str, keyframes: Sequence[tuple[float, Faults]], description: str = ""
+    ) -> None:
+        if not keyframes:
+            raise ValueError(f"fault profile {name!r}: needs at least one keyframe")
+        frames = sorted(keyframes, key=lambda kf: kf[0])
+        for t, _ in frames:
+            if not 0 <= t < DAY_S:
+                raise ValueError(f"fault profile {name!r}: keyframe time {t!r} not in [0, 86400)")
+        times = [t for t, _ in frames]
+        if len(set(times)) != len(times):
+            raise ValueError(f"fault profile {name!r}: two keyframes at the same time")
+        self.name = name
+        self.description = description
+        self.keyframes: tuple[tuple[float, Faults], ...] = tuple(frames)
+        self._times = times
+
+    @classmethod
+    def constant(cls, faults: Faults | None = None, name: str = "constant") -> FaultProfile:
+        """A profile that is the same all day."""
+        return cls(name, [(0.0, faults or Faults())])
+
+    def __repr__(self) -> str:
+        return f"FaultProfile({self.name!r}, keyframes={len(self.keyframes)})"
+
+    def at(self, t: float) -> Faults:
+        """The faults at ``t`` seconds since midnight of day 0 (any day; wraps)."""
+        frames = self.keyframes
+        if len(frames) == 1:
+            return frames[0][1]
+        tod = t % DAY_S
+        i = bisect_right(self._times, tod) - 1
+        if i < 0:  # before the first keyframe: between yesterday's last and today's first
+            t0, f0 = frames[-1][0] - DAY_S, frames[-1][1]
+            t1, f1 = frames[0]
+        elif i == len(frames) - 1:
+            t0, f0 = frames[-1]
+            t1, f1 = frames[0][0] + DAY_S, frames[0][1]
+        else:
+            t0, f0 = frames[i]
+            t1, f1 = frames[i + 1]
+        if tod == t0:
+            return f0
+        return _interpolate(f0, f1, (tod - t0) / (t1 - t0))
+
+
+_TIME_RE = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+def _parse_time(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{where}.at: must be 'HH:MM' or seconds since midnight, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _TIME_RE.fullmatch(value)):
+        h, mi, s = int(m[1]), int(m[2]), int(m[3] or 0)
+        if h > 24 or mi > 59 or s > 59:
+            raise ValueError(f"{where}.at: {value!r} is not a time of day")
+        seconds = float(h * 3600 + mi * 60 + s)
+    else:
+        raise ValueError(f"{where}.at: must be 'HH:MM' or seconds since midnight, got {value!r}")
+    if seconds == DAY_S:
+        seconds = DAY_S - 1e-6  # "24:00" means the very end of the day
+    if not 0 <= seconds < DAY_S:
+        raise ValueError(f"{where}.at: {value!r} is not within one day")
+    return seconds
+
+
+def _check_values(table: Any, where: str) -> dict[str, Any]:
+    if not isinstance(table, Mapping):
+        raise ValueError(f"{where}: must be a table")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "at":
+            continue
+        if key not in _FIELD_TYPES:
+            valid = ", ".join(sorted(_FIELD_TYPES))
+            raise ValueError(f"{where}.{key}: unknown field (valid: {valid})")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where}.{key}: must be a number, got {value!r}")
+        if key in _INT_FIELDS and not isinstance(value, int):
+            raise ValueError(f"{where}.{key}: must be an integer, got {value!r}")
+        out[key] = value
+    return out
+
+
+def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> FaultProfile:
+    """Build a profile from decoded TOML; errors name ``source`` and the field."""
+    allowed = {"name", "description", "defaults", "keyframes"}
+    for key in data:
+        if key not in allowed:
+            raise ValueError(f"{source}: {key}: unknown key (valid: {', '.join(sorted(allowed))})")
+    name = data.get("name", Path(source).stem)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{source}: name: must be a non-empty string")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ValueError(f"{source}: description: must be a string")
+    try:
+        defaults = _check_values(data.get("defaults", {}), "defaults")
+        raw_frames = data.get("keyframes")
+        if not isinstance(raw_frames, list) or not raw_frames:
+            raise ValueError("keyframes: must be a non-empty array of tables ([[keyframes]])")
+        try:
+            base = Faults(**defaults)
+        except ValueError as exc:
+            raise ValueError(f"defaults.{exc}") from None
+        frames: list[tuple[float, Faults]] = []
+        for i, raw in enumerate(raw_frames):
+            where = f"keyframes[{i}]"
+            values = _check_values(raw, where)
+            if "at" not in raw:
+                raise ValueError(f"{where}.at: required (time of day, 'HH:MM')")
+            at = _parse_time(raw["at"], where)
+            try:
+                frames.append((at, replace(base, **values)))
+            except ValueError as exc:
+                raise ValueError(f"{where}.{exc}") from None
+        return FaultProfile(name, frames, description)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+
+
+def _faults_dir() -> Any:
+    return files("payflow.data") / "faults"
+
+
+def profile_names() -> list[str]:
+    """Names of the fault profiles shipped in ``data/faults/``, sorted."""
+    return sorted(
+        entry.name.removesuffix(".toml")
+        for entry in _faults_dir().iterdir()
+        if entry.name.endswith(".toml")
+    )
+
+
+def load_profile(name: str) -> FaultProfile:
+    """Load a shipped profile by name, or a TOML file by path.
+
+    Raises :class:`LookupError` naming the valid profiles when ``name`` is
+    unknown, and :class:`ValueError` naming the file and field when a file is bad.
+    """
+    if name.endswith(".toml") and Path(name).is_file():
+        path = Path(name)
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    else:
+        names = profile_names()
+        if name not in names:
+            raise LookupError(f"unknown fault profile {name!r} (valid: {', '.join(names)})")
+        text, source = (
+            (_faults_dir() / f"{name}.toml").read_text(encoding="utf-8"),
+            (f"data/faults/{name}.toml"),
+        )
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: not valid TOML: {exc}") from None
+    return parse_profile(data, source)
