@@ -1,0 +1,577 @@
+"""The reference provider as a Starlette ASGI app over a :class:`~payflow.provider.ledger.Ledger`.
+
+Each API request is checked (auth, client version, body size and JSON), then
+passes through the faults of the moment (:class:`~payflow.provider.faults.Faults`):
+
+1. ``throttle`` -- answered 429 with ``Retry-After`` at once, never processed;
+2. queue for one of ``capacity`` slots;
+3. ``ledger.begin`` (the idempotency key is now *in flight*), then the latency
+   before commit;
+4. ``reset`` -- the connection is closed without an answer and nothing happens;
+   ``error_before`` -- 503, nothing happens;
+5. ``ledger.commit``, then the latency after commit;
+6. ``error_after`` -- 503 although the change was made; ``lost`` -- no answer:
+   the connection is held until the client gives up (or ``lost_hold_s`` real
+   seconds pass, then it is closed); otherwise the ledger's response.
+
+Time is simulated: ``now = day_offset_s + elapsed_real_seconds * time_scale``,
+and every sleep is divided by ``time_scale``. All randomness comes from
+generators seeded with ``seed``.
+
+Every answer, errors included, is JSON; error bodies are ``{"code", "message",
+"correlationId"}``. Tokens are compared with :func:`hmac.compare_digest` and
+never appear in logs, reprs or messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import math
+import random
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Collection, Mapping
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from payflow.core.api import (
+    CLIENT_ID_HEADER,
+    CLIENT_VERSION_HEADER,
+    CORRELATION_HEADER,
+    IDEMPOTENCY_HEADER,
+)
+from payflow.core.messages import Request, Response
+from payflow.provider.faults import FaultDraw, FaultProfile, Faults
+from payflow.provider.ledger import Ledger, PayerModel, Ticket, error_body
+
+__all__ = ["INSPECT_PATH", "MAX_BODY_BYTES", "ProviderState", "create_app"]
+
+#: Path of the inspection endpoint (ground truth for tests and notebooks).
+INSPECT_PATH: Final = "/_payflow/ledger"
+#: Largest request body accepted; larger ones get 413.
+MAX_BODY_BYTES: Final = 64 * 1024
+
+_log = logging.getLogger("payflow.provider")
+
+_VERSION_RE = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}")
+_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+_IDEMPOTENCY = IDEMPOTENCY_HEADER.lower().encode("latin-1")
+_CLIENT_ID = CLIENT_ID_HEADER.lower().encode("latin-1")
+_CLIENT_VERSION = CLIENT_VERSION_HEADER.lower().encode("latin-1")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_TRANSPORT_KEY = "payflow.transport"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class _Secret:
+    """A token that never shows itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value.encode("utf-8")
+
+    def matches(self, candidate: bytes) -> bool:
+        return hmac.compare_digest(self._value, candidate)
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+
+_DUMMY = _Secret("payflow-no-such-client-" + "x" * 24)
+
+
+class _Capacity:
+    """A semaphore whose size may change with the time of day; waiters are FIFO."""
+
+    def __init__(self) -> None:
+        self.busy = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self, limit: int) -> None:
+        if self.busy < limit and not self._waiters:
+            self.busy += 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release(limit)  # we were handed a slot we will not use
+            else:
+                self._waiters.remove(future)
+            raise
+
+    def release(self, limit: int) -> None:
+        self.busy -= 1
+        while self._waiters and self.busy < limit:
+            future = self._waiters.popleft()
+            if not future.done():
+                self.busy += 1
+                future.set_result(None)
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+
+class ProviderState:
+    """Everything the app shares between requests; available as ``app.state.provider``.
+
+    ``ledger`` is the :class:`Ledger`; :meth:`now` the simulated clock.
+    """
+
+    def __init__(
+        self,
+        *,
+        clients: Mapping[str, str],
+        faults: FaultProfile | None,
+        time_scale: float,
+        inspect_token: str | None,
+        seed: int,
+        day_offset_s: float,
+        payer: PayerModel | None,
+        require_idempotency_key: bool,
+        read_only_clients: Collection[str],
+        lost_hold_s: float,
+        poll_delay_ms: int,
+        max_body_bytes: int,
+    ) -> None:
+        if not math.isfinite(time_scale) or time_scale <= 0:
+            raise ValueError(f"time_scale: must be a positive number, got {time_scale!r}")
+        if not clients:
+            raise ValueError("clients: at least one client id and token is required")
+        self._clients: dict[str, _Secret] = {}
+        for client_id, token in clients.items():
+            if not isinstance(client_id, str) or not _CLIENT_ID_RE.fullmatch(client_id):
+                raise ValueError(
+                    "clients: a client id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -"
+                )
+            if not isinstance(token, str) or not token or not token.isprintable():
+                raise ValueError(f"clients: the token of {client_id!r} is empty or not printable")
+            self._clients[client_id] = _Secret(token)
+        unknown = set(read_only_clients) - set(clients)
+        if unknown:
+            raise ValueError(f"read_only_clients: not configured clients: {sorted(unknown)}")
+        if inspect_token is not None and not inspect_token:
+            raise ValueError("inspect_token: must not be empty (use None to disable)")
+        self._inspect = None if inspect_token is None else _Secret(inspect_token)
+        self.read_only_clients = frozenset(read_only_clients)
+        self.faults = faults
+        self.time_scale = float(time_scale)
+        self.day_offset_s = float(day_offset_s)
+        self.lost_hold_s = lost_hold_s
+        self.max_body_bytes = max_body_bytes
+        self.ledger = Ledger(
+            random.Random(f"{seed}:ledger"),
+            payer,
+            require_idempotency_key=require_idempotency_key,
+            poll_delay_ms=poll_delay_ms,
+        )
+        self.fault_rng = random.Random(f"{seed}:faults")
+        self._id_rng = random.Random(f"{seed}:server")
+        self.capacity = _Capacity()
+        self._t0 = time.monotonic()
+        self._stopping: asyncio.Event | None = None
+        self.lost = 0  # responses withheld after commit
+        self.resets = 0  # connections reset before commit
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderState(clients={sorted(self._clients)}, faults={self.faults!r}, "
+            f"time_scale={self.time_scale}, inspect={'on' if self._inspect else 'off'})"
+        )
+
+    def now(self) -> float:
+        """Simulated seconds since midnight of day 0."""
+        return self.day_offset_s + (time.monotonic() - self._t0) * self.time_scale
+
+    def faults_now(self, now: float) -> Faults | None:
+        """The faults at simulated time ``now`` (None without a profile)."""
+        return None if self.faults is None else self.faults.at(now)
+
+    def new_correlation_id(self) -> str:
+        """A correlation id for answers the ledger does not make (auth, JSON, faults)."""
+        return str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        return self._stopping
+
+    def release_held(self) -> None:
+        """Stop holding lost responses (call on the server's loop, e.g. at shutdown)."""
+        self.stopping.set()
+
+    def authenticate(self, client_id: str | None, authorization: bytes | None) -> bool:
+        secret = self._clients.get(client_id) if client_id is not None else None
+        token = b""
+        if authorization is not None:
+            scheme, _, rest = authorization.partition(b" ")
+            if scheme.lower() == b"bearer":
+                token = rest.strip()
+        ok = (secret or _DUMMY).matches(token)
+        return ok and secret is not None and bool(token)
+
+    def inspect_allowed(self, authorization: bytes | None) -> bool | None:
+        """None when inspection is disabled, else whether the bearer token is right."""
+        if self._inspect is None:
+            return None
+        token = b""
+        if authorization is not None:
+            scheme, _, rest = authorization.partition(b" ")
+            if scheme.lower() == b"bearer":
+                token = rest.strip()
+        return self._inspect.matches(token) and bool(token)
+
+
+async def _send_json(
+    send: Send, status: int, body: Mapping[str, Any], headers: Mapping[str, str]
+) -> None:
+    payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode("latin-1")),
+    ]
+    raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request was read: nobody to answer."""
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class _Api:
+    """The raw ASGI endpoint behind every API path."""
+
+    def __init__(self, state: ProviderState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracked_send)
+        except _ClientGone:
+            return
+        except Exception:
+            # A genuine bug: log it (no headers, so no tokens) and answer a well-formed 500.
+            _log.exception("internal error handling %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                cid = self.state.new_correlation_id()
+                await _send_json(
+                    send,
+                    500,
+                    error_body("internal_error", "server: internal error", cid),
+                    {CORRELATION_HEADER: cid},
+                )
+
+    async def _error(self, send: Send, status: int, code: str, message: str, **extra: str) -> None:
+        cid = self.state.new_correlation_id()
+        await _send_json(
+            send, status, error_body(code, message, cid), {CORRELATION_HEADER: cid, **extra}
+        )
+
+    async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> Any:
+        limit = self.state.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise _BadRequest(400, "invalid_header", "content-length: not a number")
+            if int(declared) > limit:
+                raise _BadRequest(413, "payload_too_large", f"body: larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _BadRequest(413, "payload_too_large", f"body: larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            raise _BadRequest(400, "invalid_json", "body: not valid UTF-8 JSON") from None
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name.lower(), value)
+        raw_client = headers.get(_CLIENT_ID)
+        client_id = raw_client.decode("latin-1") if raw_client is not None else None
+        if client_id is None:
+            return await self._error(
+                send, 401, "unauthorized", f"{CLIENT_ID_HEADER}: required header is missing"
+            )
+        if not state.authenticate(client_id, headers.get(b"authorization")):
+            return await self._error(
+                send,
+                401,
+                "unauthorized",
+                f"Authorization: bearer token missing or not valid for this {CLIENT_ID_HEADER}",
+            )
+        version = headers.get(_CLIENT_VERSION)
+        if version is None or not _VERSION_RE.fullmatch(version.decode("latin-1")):
+            return await self._error(
+                send,
+                400,
+                "invalid_client_version",
+                f"{CLIENT_VERSION_HEADER}: required, as Major.Minor.Build (e.g. 2.1.1)",
+            )
+        method: str = scope["method"]
+        if client_id in state.read_only_clients and method not in ("GET", "HEAD"):
+            return await self._error(
+                send, 403, "forbidden", f"{CLIENT_ID_HEADER}: this client may only read"
+            )
+        path: str = scope["path"]
+        if "?" in path:
+            return await self._error(send, 404, "not_found", "path: no such endpoint")
+        body: Any = None
+        if method in _BODY_METHODS:
+            try:
+                body = await self._read_body(receive, headers)
+            except _BadRequest as exc:
+                return await self._error(send, exc.status, exc.code, exc.message)
+        query = scope.get("query_string", b"").decode("latin-1")
+        raw_key = headers.get(_IDEMPOTENCY)
+        request = Request(
+            method,
+            f"{path}?{query}" if query else path,
+            body,
+            None if raw_key is None else raw_key.decode("latin-1"),
+        )
+        await self._serve(scope, receive, send, client_id, request)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, client_id: str, request: Request
+    ) -> None:
+        state = self.state
+        ledger = state.ledger
+        faults = state.faults_now(state.now())
+        if faults is None:  # the fast path: no faults at all
+            response = ledger.handle(client_id, request, state.now())
+            return await _send_json(send, response.status, response.body, response.headers)
+        draw = faults.draw(state.fault_rng)
+        if draw.action == "throttle":
+            retry_after = max(0, math.ceil(faults.retry_after_s / state.time_scale))
+            return await self._error(
+                send,
+                429,
+                "too_many_requests",
+                "client: too many requests, retry after the Retry-After delay",
+                **{"retry-after": str(retry_after)},
+            )
+        scale = state.time_scale
+        outcome: Response | None
+        await state.capacity.acquire(faults.capacity)
+        try:
+            outcome = await self._process(client_id, request, faults, draw, scale)
+        finally:
+            current = state.faults_now(state.now())
+            state.capacity.release(faults.capacity if current is None else current.capacity)
+        if draw.action == "reset" and outcome is None:
+            state.resets += 1
+            return await self._drop(scope, receive, hold=False)
+        if draw.action in ("error_before", "error_after"):
+            return await self._error(
+                send, 503, "service_unavailable", "server: temporarily unavailable, retry later"
+            )
+        if draw.action == "lost":
+            state.lost += 1
+            return await self._drop(scope, receive, hold=True)
+        assert outcome is not None
+        await _send_json(send, outcome.status, outcome.body, outcome.headers)
+
+    async def _process(
+        self, client_id: str, request: Request, faults: Faults, draw: FaultDraw, scale: float
+    ) -> Response | None:
+        ledger = self.state.ledger
+        result = ledger.begin(client_id, request, self.state.now())
+        try:
+            if draw.latency_before_s > 0:
+                await asyncio.sleep(draw.latency_before_s / scale)
+        except BaseException:
+            if isinstance(result, Ticket):
+                ledger.abandon(result)
+            raise
+        if not draw.commits:
+            if isinstance(result, Ticket):
+                ledger.abandon(result)
+            return None
+        if isinstance(result, Ticket):
+            result = ledger.commit(result, self.state.now(), poll_delay_ms=faults.poll_delay_ms)
+        if draw.latency_after_s > 0:
+            await asyncio.sleep(draw.latency_after_s / scale)
+        return result
+
+    async def _drop(self, scope: Scope, receive: Receive, *, hold: bool) -> None:
+        """Answer nothing: hold until the client leaves (``hold``), then close."""
+        transport = scope.get(_TRANSPORT_KEY)
+        if hold or transport is None:
+            waiter = asyncio.ensure_future(_wait_disconnect(receive))
+            stopper = asyncio.ensure_future(self.state.stopping.wait())
+            try:
+                await asyncio.wait(
+                    {waiter, stopper},
+                    timeout=self.state.lost_hold_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                stopper.cancel()
+            if waiter.done():
+                return
+            waiter.cancel()
+        if transport is not None:
+            transport.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_wait_disconnect(receive), timeout=1.0)
+
+
+class _Inspect:
+    """``GET /_payflow/ledger``: the ledger snapshot, with its own bearer token."""
+
+    def __init__(self, state: ProviderState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        authorization = None
+        for name, value in scope["headers"]:
+            if name.lower() == b"authorization":
+                authorization = value
+                break
+        allowed = state.inspect_allowed(authorization)
+        cid = state.new_correlation_id()
+        headers = {CORRELATION_HEADER: cid}
+        if allowed is None:
+            body = error_body("not_found", "path: no such endpoint (inspection is disabled)", cid)
+            return await _send_json(send, 404, body, headers)
+        if not allowed:
+            body = error_body("unauthorized", "Authorization: inspection token not valid", cid)
+            return await _send_json(send, 401, body, headers)
+        if scope["method"] != "GET":
+            body = error_body("method_not_allowed", "method: only GET is allowed here", cid)
+            return await _send_json(send, 405, body, {**headers, "allow": "GET"})
+        snapshot: dict[str, Any] = dict(state.ledger.snapshot(state.now()))
+        snapshot["correlationId"] = cid
+        await _send_json(send, 200, snapshot, headers)
+
+
+class _ProviderApp(Starlette):
+    """Starlette, plus the server transport in the scope so faults can drop connections."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            # uvicorn's send is a bound method of its request cycle, which owns the transport
+            owner = getattr(send, "__self__", None)
+            scope[_TRANSPORT_KEY] = getattr(owner, "transport", None)
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    clients: Mapping[str, str],
+    faults: FaultProfile | None = None,
+    time_scale: float = 1.0,
+    inspect_token: str | None = None,
+    seed: int = 0,
+    day_offset_s: float = 0.0,
+    *,
+    payer: PayerModel | None = None,
+    require_idempotency_key: bool = True,
+    read_only_clients: Collection[str] = (),
+    lost_hold_s: float = 60.0,
+    poll_delay_ms: int = 1000,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> Starlette:
+    """Build the provider app.
+
+    ``clients`` maps client id to bearer token. ``faults`` (None: a perfect
+    provider) is applied at simulated time ``day_offset_s + elapsed *
+    time_scale``. ``inspect_token`` enables ``GET /_payflow/ledger``.
+    ``read_only_clients`` get 403 on anything but GET. ``lost_hold_s`` bounds,
+    in real seconds, how long a lost response holds its connection.
+    The shared state is ``app.state.provider`` (a :class:`ProviderState`).
+    """
+    state = ProviderState(
+        clients=clients,
+        faults=faults,
+        time_scale=time_scale,
+        inspect_token=inspect_token,
+        seed=seed,
+        day_offset_s=day_offset_s,
+        payer=payer,
+        require_idempotency_key=require_idempotency_key,
+        read_only_clients=read_only_clients,
+        lost_hold_s=lost_hold_s,
+        poll_delay_ms=poll_delay_ms,
+        max_body_bytes=max_body_bytes,
+    )
+
+    async def http_error(request: StarletteRequest, exc: Exception) -> StarletteResponse:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        if status >= 500:
+            code = "internal_error"
+            _log.error("internal error: %s", type(exc).__name__)
+        cid = state.new_correlation_id()
+        body = error_body(code, f"request: {code.replace('_', ' ')}", cid)
+        return JSONResponse(body, status, headers={CORRELATION_HEADER: cid})
+
+    app = _ProviderApp(
+        routes=[
+            Route(INSPECT_PATH, _Inspect(state)),
+            Route("/{path:path}", _Api(state)),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: http_error},
+    )
+    app.state.provider = state
+    return app
