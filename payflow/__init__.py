@@ -4,15 +4,31 @@ The package has four parts: an idempotent payment client (:mod:`payflow.client`)
 a reference provider (:mod:`payflow.provider`), SimPy models of slow-provider
 days (:mod:`payflow.sim`), and plots and a report (:mod:`payflow.plots`).
 All of them share the pure decision logic in :mod:`payflow.core`.
+
+Names are imported lazily, so ``import payflow.core`` loads no I/O library.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import Any
 
-try:
-    __version__ = version("payflow")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
+__all__ = ["AsyncPaymentClient", "PaymentClient", "__version__"]
 
-__all__ = ["__version__"]
+_LAZY = {
+    "PaymentClient": "payflow.client",
+    "AsyncPaymentClient": "payflow.client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("payflow")
+        except PackageNotFoundError:  # pragma: no cover - a bare source tree
+            return "0.0.0+unknown"
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'payflow' has no attribute {name!r}")

@@ -1,1 +1,95 @@
-"""The pure core: requests, policies and flows. No I/O, no clocks, no global randomness."""
+"""The pure core of payflow: requests, policies and flows.
+
+Nothing here does I/O, reads a clock or draws from a global random generator
+(a test enforces it). Drivers -- the httpx clients, the SimPy model, the
+tests' scripted driver -- run the flows by performing the effects they yield.
+"""
+
+from payflow.core.backoff import Backoff, Jitter, Rng
+from payflow.core.budget import RetryBudget
+from payflow.core.calls import Context, Flow, Policy, call, poll_until_settled
+from payflow.core.drive import drive
+from payflow.core.errors import (
+    ConflictError,
+    InvalidRequest,
+    OutcomeUnknown,
+    PayflowError,
+    PaymentCancelled,
+    PaymentDeclined,
+    PaymentFailed,
+    ProviderUnavailable,
+    RequestRejected,
+)
+from payflow.core.flows import PaymentResult, cancel, pay, refund, status
+from payflow.core.keys import KeyScope, derived_key, new_key
+from payflow.core.messages import (
+    Call,
+    CallKind,
+    Effect,
+    Emit,
+    Forget,
+    NotSent,
+    Now,
+    Outcome,
+    PendingRecord,
+    Request,
+    Response,
+    Save,
+    Sleep,
+    TimedOut,
+)
+from payflow.core.policy import PollSchedule, RetryPolicy, Timeouts, Verdict, classify
+from payflow.core.recheck import RecheckResult, recheck
+from payflow.core.states import PaymentState
+
+__all__ = [
+    "Backoff",
+    "Call",
+    "CallKind",
+    "ConflictError",
+    "Context",
+    "Effect",
+    "Emit",
+    "Flow",
+    "Forget",
+    "InvalidRequest",
+    "Jitter",
+    "KeyScope",
+    "NotSent",
+    "Now",
+    "Outcome",
+    "OutcomeUnknown",
+    "PayflowError",
+    "PaymentCancelled",
+    "PaymentDeclined",
+    "PaymentFailed",
+    "PaymentResult",
+    "PaymentState",
+    "PendingRecord",
+    "Policy",
+    "PollSchedule",
+    "ProviderUnavailable",
+    "RecheckResult",
+    "Request",
+    "RequestRejected",
+    "Response",
+    "RetryBudget",
+    "RetryPolicy",
+    "Rng",
+    "Save",
+    "Sleep",
+    "TimedOut",
+    "Timeouts",
+    "Verdict",
+    "call",
+    "cancel",
+    "classify",
+    "derived_key",
+    "drive",
+    "new_key",
+    "pay",
+    "poll_until_settled",
+    "recheck",
+    "refund",
+    "status",
+]

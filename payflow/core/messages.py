@@ -152,7 +152,8 @@ class PendingRecord:
     currency: str
     created_at: float
     payment_id: str | None = None  # known once the provider answered a create
-    state: str = "pending"  # "pending" or "recheck" (polling gave up)
+    state: str = "pending"  # "pending", "recheck" (gave up; settle later) or "reported"
+    key_sent: bool = True  # False: a keyless create; the key only names the record
 
 
 @dataclass(frozen=True, slots=True)

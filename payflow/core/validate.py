@@ -1,0 +1,50 @@
+"""Argument checks done before anything is journalled or sent.
+
+Each raises :class:`~payflow.core.errors.InvalidRequest` naming the field.
+The provider applies the same rules to what arrives on the wire.
+"""
+
+from __future__ import annotations
+
+import re
+
+from payflow.core.errors import InvalidRequest
+
+__all__ = ["MAX_AMOUNT", "amount", "currency", "reference"]
+
+#: Largest amount accepted, in minor units (one billion kroner in øre).
+MAX_AMOUNT = 100_000_000_000
+_REFERENCE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def amount(value: object, field: str = "amount") -> int:
+    """A positive integer number of minor units (never a float: money is exact)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(
+            field, f"must be an integer number of minor units, got {type(value).__name__}"
+        )
+    if value <= 0:
+        raise InvalidRequest(field, f"must be positive, got {value}")
+    if value > MAX_AMOUNT:
+        raise InvalidRequest(field, f"must be at most {MAX_AMOUNT}, got {value}")
+    return value
+
+
+def currency(value: object, field: str = "currency") -> str:
+    """An ISO 4217 code: three upper-case letters."""
+    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
+        raise InvalidRequest(field, f"must be three upper-case letters (ISO 4217), got {value!r}")
+    return value
+
+
+def reference(value: object, field: str) -> str:
+    """A merchant reference: 1-64 characters of letters, digits and ``. _ : -``."""
+    if not isinstance(value, str):
+        raise InvalidRequest(field, f"must be a string, got {type(value).__name__}")
+    if not _REFERENCE.fullmatch(value):
+        shown = value if len(value) <= 70 else value[:67] + "..."
+        raise InvalidRequest(
+            field, f"must be 1-64 characters of letters, digits and . _ : -, got {shown!r}"
+        )
+    return value
