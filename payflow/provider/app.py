@@ -67,7 +67,7 @@ MAX_BODY_BYTES: Final = 64 * 1024
 _log = logging.getLogger("payflow.provider")
 
 _VERSION_RE = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}")
-_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+_CLIENT_ID_RE = re.compile(r"[A-Za-z0-9._@-]{1,128}")
 _IDEMPOTENCY = IDEMPOTENCY_HEADER.lower().encode("latin-1")
 _CLIENT_ID = CLIENT_ID_HEADER.lower().encode("latin-1")
 _CLIENT_VERSION = CLIENT_VERSION_HEADER.lower().encode("latin-1")
@@ -162,7 +162,7 @@ class ProviderState:
         for client_id, token in clients.items():
             if not isinstance(client_id, str) or not _CLIENT_ID_RE.fullmatch(client_id):
                 raise ValueError(
-                    "clients: a client id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -"
+                    "clients: a client id must be 1-128 characters of A-Z a-z 0-9 . _ @ -"
                 )
             if not isinstance(token, str) or not token or not token.isprintable():
                 raise ValueError(f"clients: the token of {client_id!r} is empty or not printable")

@@ -1,0 +1,134 @@
+"""``payflow provider serve``: the reference provider on the command line.
+
+Clients come from ``--client ID:TOKEN`` (repeatable) and from the environment
+variable ``PAYFLOW_CLIENTS`` (``ID:TOKEN[,ID:TOKEN...]``), so tokens need not
+appear in ``ps``; the inspection token likewise from ``--inspect-token`` or
+``PAYFLOW_INSPECT_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["CLIENTS_ENV", "INSPECT_TOKEN_ENV", "parse_clients", "register"]
+
+#: Environment variable with ``ID:TOKEN[,ID:TOKEN...]``.
+CLIENTS_ENV = "PAYFLOW_CLIENTS"
+#: Environment variable with the inspection token.
+INSPECT_TOKEN_ENV = "PAYFLOW_INSPECT_TOKEN"
+
+_TIME_RE = re.compile(r"(\d{1,2}):(\d{2})")
+
+
+def parse_clients(values: Iterable[str], source: str = "--client") -> dict[str, str]:
+    """Parse ``ID:TOKEN`` strings; errors name ``source`` but never echo a token."""
+    clients: dict[str, str] = {}
+    for n, value in enumerate(values, 1):
+        client_id, sep, token = value.strip().partition(":")
+        if not sep or not client_id or not token:
+            raise ValueError(f"{source}: value #{n} must be CLIENT_ID:TOKEN")
+        if client_id in clients:
+            raise ValueError(f"{source}: client id {client_id!r} given twice")
+        clients[client_id] = token
+    return clients
+
+
+def _day_offset(value: str) -> float:
+    match = _TIME_RE.fullmatch(value.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise argparse.ArgumentTypeError(f"--start: {value!r} is not a time of day HH:MM")
+    return float(int(match[1]) * 3600 + int(match[2]) * 60)
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--time-scale: {value!r} is not a number") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"--time-scale: must be a positive number, got {value}")
+    return number
+
+
+def _serve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    from payflow.provider.faults import load_profile
+    from payflow.provider.serve import serve
+
+    env = os.environ if environ is None else environ
+    clients: dict[str, str] = {}
+    raw_env = env.get(CLIENTS_ENV, "")
+    if raw_env.strip():
+        clients.update(parse_clients(raw_env.split(","), CLIENTS_ENV))
+    for client_id, token in parse_clients(args.client or []).items():
+        clients[client_id] = token
+    if not clients:
+        raise ValueError(f"--client: give at least one CLIENT_ID:TOKEN (or set {CLIENTS_ENV})")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port: {args.port} is not a TCP port")
+    faults = load_profile(args.faults) if args.faults else None
+    inspect = args.inspect_token or env.get(INSPECT_TOKEN_ENV) or None
+    return serve(
+        clients,
+        host=args.host,
+        port=args.port,
+        faults=faults,
+        time_scale=args.time_scale,
+        inspect_token=inspect,
+        seed=args.seed,
+        day_offset_s=args.start,
+        log_level=args.log_level,
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add ``provider serve`` to the ``payflow`` command."""
+    provider = subparsers.add_parser(
+        "provider", help="the reference payment provider", description=__doc__
+    )
+    commands = provider.add_subparsers(dest="provider_command", metavar="COMMAND")
+    provider.set_defaults(handler=lambda args: (provider.print_help(), 2)[1])
+    serve = commands.add_parser(
+        "serve",
+        help="serve the provider over HTTP until stopped",
+        description="Serve the MobilePay-style reference provider (docs/provider.md).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    serve.add_argument("--faults", metavar="NAME", help="fault profile name or a .toml path")
+    serve.add_argument(
+        "--time-scale",
+        type=_positive,
+        default=1.0,
+        metavar="X",
+        help="simulated seconds per real second (default: 1)",
+    )
+    serve.add_argument(
+        "--client",
+        action="append",
+        metavar="CLIENT_ID:TOKEN",
+        help=f"a client allowed to call (repeatable; also ${CLIENTS_ENV})",
+    )
+    serve.add_argument(
+        "--inspect-token",
+        metavar="T",
+        help=f"enable GET /_payflow/ledger with this bearer token (also ${INSPECT_TOKEN_ENV})",
+    )
+    serve.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    serve.add_argument(
+        "--start",
+        type=_day_offset,
+        default=0.0,
+        metavar="HH:MM",
+        help="simulated time of day at start (default: 00:00)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="log level (default: info)",
+    )
+    serve.set_defaults(handler=_serve)
