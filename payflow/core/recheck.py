@@ -105,7 +105,9 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
         payment_id = str(body.get("paymentId", ""))
         touched.append(payment_id)
         state = api.payment_state(body)
+        cancelled_here = False
         if state == "initiated":
+            cancelled_here = True
             if ctx.policy.recover_pending == "poll":
                 try:
                     body = yield from poll_until_settled(payment_id, ctx, record.reference, None)
@@ -132,7 +134,7 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
             actions.append("refunded")
             states.append(state)
         else:
-            actions.append("cancelled" if state == "cancelled" else "forgotten")
+            actions.append("cancelled" if cancelled_here and state == "cancelled" else "forgotten")
             states.append(state)
     if "reported" in actions:
         yield Save(replace(record, state="reported"))

@@ -1,0 +1,301 @@
+"""Core flows against scripted outcomes on a fake clock (no I/O)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from payflow.core import (
+    Backoff,
+    Context,
+    InvalidRequest,
+    Jitter,
+    KeyScope,
+    NotSent,
+    OutcomeUnknown,
+    PaymentCancelled,
+    PaymentDeclined,
+    Policy,
+    PollSchedule,
+    ProviderUnavailable,
+    Request,
+    RequestRejected,
+    RetryPolicy,
+    TimedOut,
+    cancel,
+    pay,
+    recheck,
+    refund,
+)
+from payflow.core.events import Attempt, GaveUp, Retry
+
+from .scripted import ScriptedDriver, error, ok
+
+FAST = RetryPolicy(deadline=30.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
+
+
+def ctx(**policy: Any) -> Context:
+    policy.setdefault("retry", FAST)
+    return Context(Policy(**policy), random.Random(3))
+
+
+def payment(state: str, pid: str = "p-1", **extra: Any) -> dict[str, Any]:
+    body = {"paymentId": pid, "orderId": "o-1", "amount": 1000, "currency": "DKK"}
+    return body | {"state": state, "pollDelayInMs": 200} | extra
+
+
+def test_happy_path_saves_before_sending_then_forgets() -> None:
+    d = ScriptedDriver(
+        [
+            ok(payment("initiated"), 201),
+            ok(payment("initiated")),
+            ok(payment("reserved")),
+            ok(payment("captured")),
+        ]
+    )
+    result = d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert (result.payment_id, result.state) == ("p-1", "captured")
+    assert d.saves[0].reference == "o-1" and d.saves[0].payment_id is None
+    assert d.journal == {}  # forgotten at the end
+    paths = [r.path for _, r, _ in d.calls]
+    assert paths == [
+        "/v10/payments",
+        "/v10/payments/p-1",
+        "/v10/payments/p-1",
+        "/v10/payments/p-1/capture",
+    ]
+    assert d.sleeps == [0.2, 0.2]  # pollDelayInMs honoured
+
+
+def test_keep_record_leaves_it_for_the_caller() -> None:
+    d = ScriptedDriver([ok(payment("reserved"), 201), ok(payment("captured"))])
+    d.run(pay("o-1", 1000, "DKK", ctx(), keep_record=True))
+    (rec,) = d.journal.values()
+    assert rec.payment_id == "p-1"
+
+
+def test_retries_reuse_the_same_key() -> None:
+    d = ScriptedDriver([TimedOut(), error(503), ok(payment("captured"), 201)])
+    d.run(pay("o-1", 1000, "DKK", ctx()))
+    keys = {r.idempotency_key for _, r, _ in d.calls if r.path == "/v10/payments"}
+    assert len(keys) == 1 and None not in keys
+    assert [type(e).__name__ for e in d.events].count("Retry") == 2
+
+
+def test_per_attempt_scope_mints_new_keys_the_anti_pattern() -> None:
+    d = ScriptedDriver([TimedOut(), TimedOut(), ok(payment("captured"), 201)])
+    d.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.PER_ATTEMPT)))
+    keys = [r.idempotency_key for _, r, _ in d.calls if r.path == "/v10/payments"]
+    assert len(set(keys)) == 3
+
+
+def test_per_order_key_is_shared_by_two_submits() -> None:
+    a = ScriptedDriver([ok(payment("captured"), 201)])
+    b = ScriptedDriver([ok(payment("captured"), 201)])
+    a.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.PER_ORDER)))
+    b.run(pay("o-1", 1000, "DKK", Context(Policy(key_scope=KeyScope.PER_ORDER), random.Random(9))))
+    assert a.calls[0][1].idempotency_key == b.calls[0][1].idempotency_key
+
+
+def test_keyless_create_that_timed_out_is_not_retried_and_is_looked_up() -> None:
+    d = ScriptedDriver([TimedOut(), ok({"payments": [payment("captured")]})])
+    result = d.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.NONE)))
+    creates = [r for _, r, _ in d.calls if r.path == "/v10/payments"]
+    assert len(creates) == 1 and creates[0].idempotency_key is None
+    assert result.state == "captured"
+
+
+def test_unknown_create_with_failed_lookup_is_kept_for_recheck() -> None:
+    d = ScriptedDriver(lambda req, now: TimedOut())
+    with pytest.raises(OutcomeUnknown) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    (rec,) = d.journal.values()
+    assert rec.state == "recheck"
+    assert info.value.reference == "o-1"
+
+
+def test_refused_connections_mean_nothing_was_sent() -> None:
+    d = ScriptedDriver(lambda req, now: NotSent())
+    with pytest.raises(ProviderUnavailable):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert d.journal == {}
+    assert len(d.calls) == 3
+
+
+def test_declined_and_expired_raise_and_forget() -> None:
+    for state in ("declined", "expired"):
+        d = ScriptedDriver([ok(payment("initiated"), 201), ok(payment(state))])
+        with pytest.raises(PaymentDeclined):
+            d.run(pay("o-1", 1000, "DKK", ctx()))
+        assert d.journal == {}
+
+
+def test_rejected_create_forgets_and_names_the_code() -> None:
+    d = ScriptedDriver([error(400, "invalid_amount")])
+    with pytest.raises(RequestRejected) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert info.value.code == "invalid_amount" and d.journal == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("o-1", 10.5, "DKK"), "amount"),
+        (("o-1", 0, "DKK"), "amount"),
+        (("o-1", True, "DKK"), "amount"),
+        (("o-1", 100, "dkk"), "currency"),
+        (("", 100, "DKK"), "order_id"),
+        (("a b", 100, "DKK"), "order_id"),
+    ],
+)
+def test_invalid_arguments_fail_before_anything_happens(args: tuple[Any, ...], field: str) -> None:
+    d = ScriptedDriver([])
+    with pytest.raises(InvalidRequest) as info:
+        d.run(pay(*args, ctx()))
+    assert info.value.field == field and isinstance(info.value, ValueError)
+    assert d.calls == [] and d.saves == []
+
+
+def test_polling_deadline_cancels() -> None:
+    def provider(req: Request, now: float) -> Any:
+        if req.path.endswith("/cancel"):
+            return ok(payment("cancelled"))
+        return ok(payment("initiated"), 201 if req.method == "POST" else 200)
+
+    d = ScriptedDriver(provider)
+    with pytest.raises(PaymentCancelled):
+        d.run(pay("o-1", 1000, "DKK", ctx(polling=PollSchedule(deadline=5.0))))
+    assert d.now < 5.0 + 3  # never waits past the polling deadline (+ the cancel call)
+    assert d.journal == {}
+
+
+def test_cancel_that_loses_the_race_reports_the_real_state() -> None:
+    d = ScriptedDriver([error(409, "payment_not_cancellable"), ok(payment("reserved"))])
+    body = d.run(cancel("p-1", ctx()))
+    assert body["state"] == "reserved"
+
+
+def test_polling_deadline_then_approved_in_the_race_is_a_success() -> None:
+    approved = []
+
+    def provider(req: Request, now: float) -> Any:
+        if req.path.endswith("/cancel"):
+            approved.append(now)  # the payer approved just before our cancel arrived
+            return error(409, "payment_not_cancellable")
+        if req.path.endswith("/capture"):
+            return ok(payment("captured"))
+        if req.method == "GET" and approved:
+            return ok(payment("reserved"))
+        return ok(payment("initiated"), 201 if req.method == "POST" else 200)
+
+    d = ScriptedDriver(provider)
+    result = d.run(pay("o-1", 1000, "DKK", ctx(polling=PollSchedule(deadline=5.0))))
+    assert result.state == "captured"
+
+
+def test_polling_deadline_without_cancel_keeps_for_recheck() -> None:
+    d = ScriptedDriver(lambda req, now: ok(payment("initiated"), 201))
+    with pytest.raises(OutcomeUnknown):
+        d.run(
+            pay(
+                "o-1", 1000, "DKK", ctx(polling=PollSchedule(deadline=3.0), cancel_on_give_up=False)
+            )
+        )
+    (rec,) = d.journal.values()
+    assert rec.state == "recheck" and rec.payment_id == "p-1"
+
+
+def test_refund_is_journalled_and_retried_with_the_same_key() -> None:
+    d = ScriptedDriver([TimedOut(), ok({"refundId": "r-1", "state": "completed"}, 201)])
+    body = d.run(refund("p-1", 500, "rf-1", ctx()))
+    assert body["refundId"] == "r-1"
+    assert d.saves[0].operation == "refund"
+    keys = {r.idempotency_key for _, r, _ in d.calls}
+    assert len(keys) == 1 and d.journal == {}
+
+
+def test_unanswered_refund_stays_in_the_journal() -> None:
+    d = ScriptedDriver(lambda req, now: TimedOut())
+    with pytest.raises(OutcomeUnknown):
+        d.run(refund("p-1", 500, "rf-1", ctx()))
+    assert [r.operation for r in d.journal.values()] == ["refund"]
+
+
+# -- recheck ---------------------------------------------------------------
+
+
+def _record(d: ScriptedDriver, **changes: Any) -> Any:
+    from dataclasses import replace
+
+    from payflow.core import PendingRecord
+
+    rec = PendingRecord("o-1", "k-1", "pay", 1000, "DKK", 0.0)
+    rec = replace(rec, **changes)
+    d.journal[rec.idempotency_key] = rec
+    return rec
+
+
+@pytest.mark.parametrize(
+    ("provider_states", "action"),
+    [
+        (["initiated", "cancelled"], "cancelled"),  # pending -> cancel
+        (["reserved"], "refunded"),  # approved -> refund
+        (["captured"], "refunded"),
+        (["declined"], "forgotten"),
+        (["cancelled"], "forgotten"),
+    ],
+)
+def test_recheck_follows_laybuy(provider_states: list[str], action: str) -> None:
+    states = iter(provider_states)
+
+    def provider(req: Request, now: float) -> Any:
+        if req.path == "/v10/refunds":
+            return ok({"refundId": "r-1", "state": "completed"}, 201)
+        return ok(payment(next(states)))
+
+    d = ScriptedDriver(provider)
+    rec = _record(d, payment_id="p-1")
+    result = d.run(recheck(rec, ctx()))
+    assert result.action == action and d.journal == {}
+    if action == "refunded":
+        assert result.refunded_amount == 1000
+
+
+def test_recheck_can_report_instead_of_refunding() -> None:
+    d = ScriptedDriver([ok(payment("captured"))])
+    rec = _record(d, payment_id="p-1")
+    result = d.run(recheck(rec, ctx(refund_unclaimed=False)))
+    assert result.action == "reported"
+    assert next(iter(d.journal.values())).state == "reported"
+
+
+def test_recheck_without_payment_id_replays_the_create_with_the_same_key() -> None:
+    d = ScriptedDriver([ok(payment("initiated"), 201), ok(payment("cancelled"))])
+    rec = _record(d)
+    result = d.run(recheck(rec, ctx()))
+    assert d.calls[0][1].idempotency_key == "k-1"
+    assert result.action == "cancelled"
+
+
+def test_recheck_with_provider_down_keeps_the_record() -> None:
+    d = ScriptedDriver(lambda req, now: TimedOut())
+    rec = _record(d, payment_id="p-1")
+    result = d.run(recheck(rec, ctx()))
+    assert result.action == "kept" and len(d.journal) == 1
+
+
+def test_recheck_of_a_refund_repeats_it_with_its_key() -> None:
+    d = ScriptedDriver([ok({"refundId": "r-1", "state": "completed"}, 201)])
+    rec = _record(d, operation="refund", payment_id="p-1", idempotency_key="rk")
+    result = d.run(recheck(rec, ctx()))
+    assert result.action == "refunded" and d.calls[0][1].idempotency_key == "rk"
+
+
+def test_events_describe_attempts_retries_and_give_ups() -> None:
+    d = ScriptedDriver(lambda req, now: TimedOut())
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    kinds = [type(e) for e in d.events]
+    assert kinds.count(Attempt) >= 3 and Retry in kinds and GaveUp in kinds
