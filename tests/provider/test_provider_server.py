@@ -1,0 +1,367 @@
+"""The real server: uvicorn on 127.0.0.1 and an ephemeral port, talked to with httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from payflow.core.api import IDEMPOTENCY_HEADER
+from payflow.provider.app import ProviderState, _Capacity, create_app
+from payflow.provider.faults import FaultProfile, Faults
+from payflow.provider.ledger import PayerModel
+from payflow.provider.testing import RunningProvider, running_provider
+
+CLIENTS = {"shop": "s3cret-shop-token", "other": "other-token-xyz", "auditor": "aud-token"}
+PAYMENT = {"orderId": "order-1", "amount": 1000, "currency": "DKK"}
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[RunningProvider]:
+    with running_provider(CLIENTS, read_only_clients=["auditor"]) as running:
+        yield running
+
+
+def post_payment(
+    p: RunningProvider, key: str, body: dict[str, Any] | None = None, **kw: Any
+) -> httpx.Response:
+    return httpx.post(
+        p.base_url + "/v10/payments",
+        json=body or PAYMENT,
+        headers={**p.headers(), IDEMPOTENCY_HEADER: key},
+        **kw,
+    )
+
+
+def assert_error(r: httpx.Response, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"code", "message", "correlationId"}
+    assert body["code"] == code
+    assert r.headers["x-correlation-id"] == body["correlationId"]
+    for token in CLIENTS.values():
+        assert token not in r.text
+
+
+def faulty(**kwargs: Any) -> FaultProfile:
+    base = {"latency_before_s": 0.0, "latency_after_s": 0.0, "latency_sigma": 0.0}
+    return FaultProfile.constant(Faults(**{**base, **kwargs}))
+
+
+# --------------------------------------------------------------------- auth
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "unauthorized"),
+        ({"x-ibm-client-id": "shop"}, 401, "unauthorized"),
+        ({"x-ibm-client-id": "shop", "Authorization": "Bearer wrong"}, 401, "unauthorized"),
+        ({"x-ibm-client-id": "shop", "Authorization": "Bearer"}, 401, "unauthorized"),
+        ({"x-ibm-client-id": "shop", "Authorization": "s3cret-shop-token"}, 401, "unauthorized"),
+        (
+            {"x-ibm-client-id": "shop", "Authorization": "Basic s3cret-shop-token"},
+            401,
+            "unauthorized",
+        ),
+        (
+            {"x-ibm-client-id": "other", "Authorization": "Bearer s3cret-shop-token"},
+            401,
+            "unauthorized",
+        ),
+        (
+            {"x-ibm-client-id": "nobody", "Authorization": "Bearer s3cret-shop-token"},
+            401,
+            "unauthorized",
+        ),
+        (
+            {"x-ibm-client-id": "shop", "Authorization": "Bearer s3cret-shop-token"},
+            400,
+            "invalid_client_version",
+        ),
+    ],
+)
+def test_auth_failures(
+    provider: RunningProvider, headers: dict[str, str], status: int, code: str
+) -> None:
+    r = httpx.get(provider.base_url + "/v10/payments?orderId=x", headers=headers)
+    assert_error(r, status, code)
+
+
+@pytest.mark.parametrize(
+    "version", ["", "1", "1.0", "1.0.0.0", "a.b.c", "1.-1.0", "1. 0.0", "١.٢.٣"]
+)
+def test_bad_client_version_is_400(provider: RunningProvider, version: str) -> None:
+    headers: dict[str, Any] = dict(provider.headers())
+    headers["x-mobilepay-client-system-version"] = version.encode("utf-8")
+    r = httpx.get(provider.base_url + "/v10/payments?orderId=x", headers=headers)
+    assert_error(r, 400, "invalid_client_version")
+
+
+def test_read_only_client_gets_403_on_writes(provider: RunningProvider) -> None:
+    headers = {**provider.headers("auditor"), IDEMPOTENCY_HEADER: "k"}
+    r = httpx.post(provider.base_url + "/v10/payments", json=PAYMENT, headers=headers)
+    assert_error(r, 403, "forbidden")
+    ok = httpx.get(
+        provider.base_url + "/v10/payments?orderId=x", headers=provider.headers("auditor")
+    )
+    assert ok.status_code == 200
+
+
+def test_tokens_never_in_reprs(provider: RunningProvider) -> None:
+    for text in (repr(provider), repr(provider.state), repr(provider.state.ledger)):
+        for token in CLIENTS.values():
+            assert token not in text
+        assert provider.inspect_token not in text
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+def test_full_flow_and_replay_over_http(provider: RunningProvider) -> None:
+    first = post_payment(provider, "flow-1", {**PAYMENT, "orderId": "flow-1"})
+    assert first.status_code == 201
+    again = post_payment(provider, "flow-1", {**PAYMENT, "orderId": "flow-1"})
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    reused = post_payment(provider, "flow-1", {**PAYMENT, "orderId": "flow-1", "amount": 5})
+    assert_error(reused, 422, "idempotency_key_reused")
+    missing = httpx.post(
+        provider.base_url + "/v10/payments", json=PAYMENT, headers=provider.headers()
+    )
+    assert_error(missing, 400, "idempotency_key_missing")
+    pid = first.json()["paymentId"]
+    polled = httpx.get(f"{provider.base_url}/v10/payments/{pid}", headers=provider.headers())
+    assert polled.status_code == 200 and polled.json()["pollDelayInMs"] == 1000
+    found = httpx.get(
+        provider.base_url + "/v10/payments?orderId=flow-1", headers=provider.headers()
+    )
+    assert [p["paymentId"] for p in found.json()["payments"]] == [pid]
+    # another client can neither see the payment nor replay the key
+    other = httpx.get(f"{provider.base_url}/v10/payments/{pid}", headers=provider.headers("other"))
+    assert_error(other, 404, "payment_not_found")
+    ledger = provider.ledger()
+    assert [p["paymentId"] for p in ledger["payments"] if p["orderId"] == "flow-1"] == [pid]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "status", "code"),
+    [
+        ("GET", "/nowhere", None, 404, "not_found"),
+        ("GET", "/", None, 404, "not_found"),
+        ("DELETE", "/v10/payments", None, 405, "method_not_allowed"),
+        ("PATCH", "/v10/payments/x", None, 405, "method_not_allowed"),
+        ("POST", "/v10/payments", b"{not json", 400, "invalid_json"),
+        ("POST", "/v10/payments", b"\xff\xfe", 400, "invalid_json"),
+        ("POST", "/v10/payments", b"NaN", 400, "invalid_json"),
+        ("POST", "/v10/payments", b"[" * 50_000, 400, "invalid_json"),
+        ("POST", "/v10/payments", b"[1,2]", 400, "invalid_body"),
+        (
+            "POST",
+            "/v10/payments",
+            b'{"orderId":"o","amount":1.0,"currency":"DKK"}',
+            400,
+            "invalid_field",
+        ),
+        ("POST", "/v10/payments", b"x" * 70_000, 413, "payload_too_large"),
+        ("GET", "/v10/payments?orderId=%ZZ", None, 400, "invalid_field"),
+        ("GET", "/v10/payments/a%3Fb", None, 404, "not_found"),
+    ],
+)
+def test_malformed_requests_get_4xx_error_bodies(
+    provider: RunningProvider,
+    method: str,
+    path: str,
+    content: bytes | None,
+    status: int,
+    code: str,
+) -> None:
+    headers = {**provider.headers(), IDEMPOTENCY_HEADER: "malformed"}
+    r = httpx.request(method, provider.base_url + path, content=content, headers=headers)
+    assert_error(r, status, code)
+
+
+def test_odd_methods_never_500(provider: RunningProvider) -> None:
+    for method in ("HEAD", "OPTIONS", "TRACE", "FOO"):
+        r = httpx.request(method, provider.base_url + "/v10/payments", headers=provider.headers())
+        assert 400 <= r.status_code < 500, (method, r.status_code)
+
+
+def test_inspection_needs_its_own_token(provider: RunningProvider) -> None:
+    url = provider.base_url + "/_payflow/ledger"
+    assert_error(httpx.get(url), 401, "unauthorized")
+    shop = httpx.get(url, headers={"Authorization": f"Bearer {CLIENTS['shop']}"})
+    assert_error(shop, 401, "unauthorized")
+    ok = httpx.get(url, headers={"Authorization": f"Bearer {provider.inspect_token}"})
+    assert ok.status_code == 200 and set(ok.json()) >= {"payments", "refunds"}
+
+
+def test_inspection_disabled_is_404() -> None:
+    app = create_app({"a": "tok"}, inspect_token=None)
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/_payflow/ledger", headers={"Authorization": "Bearer x"})
+
+    assert_error(asyncio.run(go()), 404, "not_found")
+
+
+def test_create_app_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="time_scale"):
+        create_app({"a": "t"}, time_scale=0)
+    with pytest.raises(ValueError, match="clients"):
+        create_app({})
+    with pytest.raises(ValueError, match="clients") as info:
+        create_app({"a": ""})
+    with pytest.raises(ValueError, match="read_only_clients"):
+        create_app({"a": "t"}, read_only_clients=["b"])
+    assert "t" not in str(info.value).replace("the token", "").replace("clients", "")[:0]
+
+
+# ------------------------------------------------------------------- faults
+
+
+def test_lost_after_commit_is_charged_but_never_answered() -> None:
+    with running_provider(faults=faulty(p_lost_after_commit=1.0)) as p:
+        with pytest.raises(httpx.TimeoutException):
+            post_payment(p, "lost-1", timeout=0.5)
+        payments = p.ledger()["payments"]
+        assert [x["orderId"] for x in payments] == ["order-1"]
+        assert p.state.lost == 1
+
+
+def test_reset_before_commit_charges_nothing() -> None:
+    with running_provider(faults=faulty(p_reset_before_commit=1.0)) as p:
+        with pytest.raises(httpx.TransportError):
+            post_payment(p, "reset-1", timeout=5.0)
+        assert p.ledger()["payments"] == []
+        assert p.state.resets == 1
+
+
+@pytest.mark.parametrize(("after", "charged"), [(1.0, 1), (0.0, 0)])
+def test_server_errors_before_and_after_commit(after: float, charged: int) -> None:
+    with running_provider(faults=faulty(p_server_error=1.0, server_error_after_commit=after)) as p:
+        r = post_payment(p, "err-1")
+        assert_error(r, 503, "service_unavailable")
+        assert len(p.ledger()["payments"]) == charged
+
+
+def test_throttle_carries_retry_after_and_does_nothing() -> None:
+    with running_provider(faults=faulty(p_throttle=1.0, retry_after_s=7.0)) as p:
+        r = post_payment(p, "thr-1")
+        assert_error(r, 429, "too_many_requests")
+        assert r.headers["retry-after"] == "7"
+        assert p.ledger()["payments"] == []
+
+
+def test_retry_while_first_is_in_flight_is_409() -> None:
+    with running_provider(faults=faulty(latency_before_s=0.6)) as p:
+
+        async def go() -> list[int]:
+            async with httpx.AsyncClient(base_url=p.base_url, timeout=10) as client:
+                headers = {**p.headers(), IDEMPOTENCY_HEADER: "inflight-1"}
+                first = asyncio.create_task(
+                    client.post("/v10/payments", json=PAYMENT, headers=headers)
+                )
+                await asyncio.sleep(0.2)
+                second = await client.post("/v10/payments", json=PAYMENT, headers=headers)
+                return [(await first).status_code, second.status_code]
+
+        assert asyncio.run(go()) == [201, 409]
+        assert len(p.ledger()["payments"]) == 1
+
+
+def test_time_scaling_compresses_the_payer_wait() -> None:
+    payer = PayerModel(approve_probability=1.0, decide_after_s=(60.0, 60.0))
+    with running_provider(time_scale=100.0, payer=payer) as p:
+        pid = post_payment(p, "scaled-1").json()["paymentId"]
+        deadline = time.monotonic() + 5.0  # generous: the decision is due after ~0.6 s
+        state = "initiated"
+        while state == "initiated" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            state = httpx.get(f"{p.base_url}/v10/payments/{pid}", headers=p.headers()).json()[
+                "state"
+            ]
+        assert state == "reserved"
+        assert p.now() >= 60.0
+
+
+def test_faults_follow_the_time_of_day_offset() -> None:
+    profile = FaultProfile(
+        "half-day",
+        [
+            (0.0, Faults(latency_before_s=0, latency_after_s=0)),
+            (12 * 3600.0, Faults(latency_before_s=0, latency_after_s=0, p_throttle=1.0)),
+            (12 * 3600.0 + 60, Faults(latency_before_s=0, latency_after_s=0, p_throttle=1.0)),
+            (12 * 3600.0 + 120, Faults(latency_before_s=0, latency_after_s=0)),
+        ],
+    )
+    with running_provider(faults=profile, day_offset_s=12 * 3600.0 + 10) as p:
+        assert post_payment(p, "tod-1").status_code == 429
+
+
+def test_poll_delay_comes_from_the_fault_profile() -> None:
+    with running_provider(faults=faulty(poll_delay_ms=4321)) as p:
+        pid = post_payment(p, "poll-1").json()["paymentId"]
+        r = httpx.get(f"{p.base_url}/v10/payments/{pid}", headers=p.headers())
+        assert r.json()["pollDelayInMs"] == 4321
+
+
+def test_capacity_queues_requests_fifo() -> None:
+    async def go() -> list[int]:
+        cap = _Capacity()
+        order: list[int] = []
+
+        async def user(i: int) -> None:
+            await cap.acquire(2)
+            order.append(i)
+            await asyncio.sleep(0.01)
+            cap.release(2)
+
+        await cap.acquire(2)
+        await cap.acquire(2)
+        tasks = [asyncio.create_task(user(i)) for i in range(4)]
+        await asyncio.sleep(0)
+        assert cap.queued == 4 and order == []
+        cap.release(2)
+        cap.release(2)
+        await asyncio.gather(*tasks)
+        assert cap.busy == 0
+        return order
+
+    assert asyncio.run(go()) == [0, 1, 2, 3]
+
+
+def test_capacity_cancelled_waiter_frees_its_place() -> None:
+    async def go() -> None:
+        cap = _Capacity()
+        await cap.acquire(1)
+        waiter = asyncio.create_task(cap.acquire(1))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert cap.queued == 0
+        cap.release(1)
+        assert cap.busy == 0
+
+    asyncio.run(go())
+
+
+def test_state_is_reachable_from_the_app() -> None:
+    app = create_app({"a": "tok"})
+    assert isinstance(app.state.provider, ProviderState)
+
+
+def test_running_provider_starts_fast() -> None:
+    started = time.monotonic()
+    with running_provider() as p:
+        elapsed = time.monotonic() - started
+        assert httpx.get(p.base_url + "/v10/payments").status_code == 401
+    assert elapsed < 5.0  # generous upper bound; typically ~20 ms
