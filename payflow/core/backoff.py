@@ -45,10 +45,6 @@ class Jitter(Enum):
     DECORRELATED = "decorrelated"
 
 
-def _uniform(rng: Rng, low: float, high: float) -> float:
-    return low + (high - low) * rng.random()
-
-
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """A backoff schedule: ``delay(attempt, previous, rng)`` seconds before a retry.
@@ -74,19 +70,45 @@ class Backoff:
         """Seconds to wait before retry number ``attempt`` (0-based)."""
         if attempt < 0:
             raise ValueError(f"attempt must be >= 0, got {attempt}")
-        kind, base, cap = self.kind, self.base, self.cap
-        if kind is Jitter.NONE:
-            return 0.0
-        if kind is Jitter.CONSTANT:
-            return min(cap, base)
-        if kind is Jitter.DECORRELATED:
-            prev = base if previous is None else max(base, previous)
-            return min(cap, _uniform(rng, base, prev * 3))
-        # 2**attempt overflows floats for huge attempts; the cap is reached long before.
-        temp = cap if attempt >= 64 else min(cap, base * 2.0**attempt)
-        if kind is Jitter.EXPONENTIAL:
-            return temp
-        if kind is Jitter.FULL:
-            return _uniform(rng, 0.0, temp)
-        # Jitter.EQUAL
-        return temp / 2 + _uniform(rng, 0.0, temp / 2)
+        return _DRAW[self.kind](self.base, self.cap, attempt, previous, rng)
+
+
+def _temp(base: float, cap: float, attempt: int) -> float:
+    # 2**attempt overflows floats for huge attempts; the cap is reached long before.
+    return cap if attempt >= 64 else min(cap, base * 2.0**attempt)
+
+
+def _none(base: float, cap: float, attempt: int, previous: float | None, rng: Rng) -> float:
+    return 0.0
+
+
+def _constant(base: float, cap: float, attempt: int, previous: float | None, rng: Rng) -> float:
+    return min(cap, base)
+
+
+def _exponential(base: float, cap: float, attempt: int, previous: float | None, rng: Rng) -> float:
+    return _temp(base, cap, attempt)
+
+
+def _full(base: float, cap: float, attempt: int, previous: float | None, rng: Rng) -> float:
+    return _temp(base, cap, attempt) * rng.random()
+
+
+def _equal(base: float, cap: float, attempt: int, previous: float | None, rng: Rng) -> float:
+    half = _temp(base, cap, attempt) / 2
+    return half + half * rng.random()
+
+
+def _decorrelated(base: float, cap: float, attempt: int, previous: float | None, rng: Rng) -> float:
+    prev = base if previous is None or previous < base else previous
+    return min(cap, base + (prev * 3 - base) * rng.random())
+
+
+_DRAW = {
+    Jitter.NONE: _none,
+    Jitter.CONSTANT: _constant,
+    Jitter.EXPONENTIAL: _exponential,
+    Jitter.FULL: _full,
+    Jitter.EQUAL: _equal,
+    Jitter.DECORRELATED: _decorrelated,
+}
