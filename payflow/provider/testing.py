@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -30,7 +29,6 @@ from payflow.provider.app import INSPECT_PATH, ProviderState, create_app
 __all__ = ["RunningProvider", "running_provider"]
 
 
-@dataclass(frozen=True)
 class RunningProvider:
     """A provider being served: where it is and how to call it.
 
@@ -39,13 +37,28 @@ class RunningProvider:
     only from the server thread: prefer :meth:`ledger` from tests).
     """
 
-    base_url: str
-    client_id: str
-    token: str = field(repr=False)
-    inspect_token: str = field(repr=False)
-    clients: Mapping[str, str] = field(repr=False)
-    state: ProviderState = field(repr=False)
-    _loop: asyncio.AbstractEventLoop = field(repr=False)
+    __slots__ = ("_loop", "base_url", "client_id", "clients", "inspect_token", "state", "token")
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        token: str,
+        inspect_token: str,
+        clients: Mapping[str, str],
+        state: ProviderState,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.base_url = base_url
+        self.client_id = client_id
+        self.token = token
+        self.inspect_token = inspect_token
+        self.clients = clients
+        self.state = state
+        self._loop = loop
+
+    def __repr__(self) -> str:
+        return f"RunningProvider(base_url={self.base_url!r}, client_id={self.client_id!r})"
 
     def headers(self, client_id: str | None = None, version: str = "1.0.0") -> dict[str, str]:
         """Valid auth and version headers for ``client_id`` (default: the first client)."""
@@ -97,6 +110,7 @@ def running_provider(
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
@@ -143,7 +157,7 @@ def running_provider(
         inspect_token=inspect,
         clients=clients,
         state=state,
-        _loop=loops[0],
+        loop=loops[0],
     )
     try:
         yield provider

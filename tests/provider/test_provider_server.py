@@ -217,11 +217,10 @@ def test_create_app_rejects_bad_settings() -> None:
         create_app({"a": "t"}, time_scale=0)
     with pytest.raises(ValueError, match="clients"):
         create_app({})
-    with pytest.raises(ValueError, match="clients") as info:
+    with pytest.raises(ValueError, match="clients"):
         create_app({"a": ""})
     with pytest.raises(ValueError, match="read_only_clients"):
         create_app({"a": "t"}, read_only_clients=["b"])
-    assert "t" not in str(info.value).replace("the token", "").replace("clients", "")[:0]
 
 
 # ------------------------------------------------------------------- faults
