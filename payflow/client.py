@@ -1,0 +1,429 @@
+"""The idempotent payment clients: thin httpx drivers of the flows in :mod:`payflow.core`.
+
+:class:`PaymentClient` (``httpx.Client``) and :class:`AsyncPaymentClient`
+(``httpx.AsyncClient``) run the *same* flow generators; they only perform the
+effects the flows yield -- send a request with the per-attempt timeout, sleep,
+read the clock, write the journal, call hooks. Every decision (retry or not,
+how long to wait, when to poll, cancel or refund) is made in the core.
+
+>>> with PaymentClient(url, client_id, token, journal="payments.db") as client:  # doctest: +SKIP
+...     client.recover()                          # settle what a crash left behind
+...     result = client.pay("order-1042", 1995)   # 19.95 DKK, in øre
+...     result.payment_id, result.state
+
+Errors come from :mod:`payflow.errors`; see its docstring for the tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from payflow import _driver
+from payflow._driver import Engine, PaymentStatus, Refund, Run
+from payflow.core import flows, validate
+from payflow.core.backoff import Rng
+from payflow.core.budget import RetryBudget
+from payflow.core.calls import Flow, Policy
+from payflow.core.flows import PaymentResult
+from payflow.core.keys import new_key
+from payflow.core.messages import Call, Sleep
+from payflow.core.recheck import RecheckResult, recheck
+from payflow.journal import Journal
+
+__all__ = [
+    "AsyncPaymentClient",
+    "PaymentClient",
+    "PaymentResult",
+    "PaymentStatus",
+    "Policy",
+    "RecheckResult",
+    "Refund",
+    "test_mode",
+]
+
+T = TypeVar("T")
+Hooks = Iterable[Callable[[Any], object]] | Callable[[Any], object] | None
+JournalArg = str | Any | None  # a path, a journal object, or None (in memory)
+_DEFAULT: Literal["default"] = "default"
+
+
+@contextmanager
+def test_mode() -> Iterator[None]:
+    """Within this block every client's sleeps take no time (stamina style).
+
+    Retry and poll *decisions* are unchanged -- hooks still see the delays the
+    policy chose -- only the waiting is skipped.
+    """
+    _driver.testing_depth[0] += 1
+    try:
+        yield
+    finally:
+        _driver.testing_depth[0] -= 1
+
+
+test_mode.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+class _Base:
+    """Flow construction and journal handling shared by both clients."""
+
+    _engine: Engine
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        token: str,
+        journal: JournalArg = None,
+        policy: Policy | None = None,
+        client_version: str = "1.0.0",
+        *,
+        hooks: Hooks = None,
+        rng: Rng | None = None,
+        budget: RetryBudget | Literal["default"] | None = _DEFAULT,
+        test_mode: bool = False,
+        lease: float | None = None,
+    ) -> None:
+        self._engine = Engine(
+            base_url,
+            client_id,
+            token,
+            journal=journal,
+            policy=policy if policy is not None else Policy(),
+            client_version=client_version,
+            hooks=hooks,
+            rng=rng,
+            budget=RetryBudget.aws_standard() if budget == _DEFAULT else budget,
+            test_mode=test_mode,
+            lease=lease,
+        )
+
+    def __repr__(self) -> str:
+        return self._engine.describe(type(self).__name__)
+
+    @property
+    def journal(self) -> Journal:
+        """The journal this client writes (SQLite if a path was given, else in memory)."""
+        return self._engine.journal
+
+    @property
+    def policy(self) -> Policy:
+        """The policy every flow of this client runs under."""
+        return self._engine.policy
+
+    def acknowledge(self, what: PaymentResult | RecheckResult | str) -> int:
+        """Forget the journal record of a payment once the caller has stored it.
+
+        Use after ``pay(..., keep_record=True)`` (pass the result) or for a
+        ``"reported"`` recover result (pass it, or its order id). With an order
+        id, records still awaiting a recheck are kept: only ``recover()``
+        settles those. Returns how many records were forgotten.
+        """
+        journal = self._engine.journal
+        if isinstance(what, PaymentResult):
+            keys = [
+                r.idempotency_key
+                for r in journal.pending()
+                if r.operation == "pay"
+                and r.reference == what.order_id
+                and (r.idempotency_key == what.idempotency_key or r.payment_id == what.payment_id)
+            ]
+        else:
+            reference = what.reference if isinstance(what, RecheckResult) else what
+            validate.reference(reference, "order_id")
+            keys = [
+                r.idempotency_key
+                for r in journal.pending()
+                if r.operation == "pay"
+                and r.reference == reference
+                and (r.state == "reported" or (r.state == "pending" and r.payment_id))
+            ]
+        for key in keys:
+            journal.forget(key)
+        return len(keys)
+
+    # Flows: the same objects for both clients.
+    def _pay(
+        self, order_id: str, amount: int, currency: str, pos_id: str | None, keep: bool
+    ) -> Flow[PaymentResult]:
+        return flows.pay(
+            order_id, amount, currency, self._engine.ctx, pos_id=pos_id, keep_record=keep
+        )
+
+    def _refund(self, payment_id: str, amount: int, reference: str | None) -> Flow[Refund]:
+        ctx = self._engine.ctx
+        ref = reference if reference is not None else "refund-" + new_key(ctx.rng)[:23]
+        body = yield from flows.refund(payment_id, amount, ref, ctx)
+        return Refund.from_body(body)
+
+    def _status(self, payment_id: str) -> Flow[PaymentStatus]:
+        validate.reference(payment_id, "payment_id")
+        body = yield from flows.status(payment_id, self._engine.ctx)
+        return PaymentStatus.from_body(body, payment_id)
+
+    def _cancel(self, payment_id: str) -> Flow[PaymentStatus]:
+        validate.reference(payment_id, "payment_id")
+        body = yield from flows.cancel(payment_id, self._engine.ctx)
+        return PaymentStatus.from_body(body, payment_id)
+
+
+class PaymentClient(_Base):
+    """A synchronous payment client over ``httpx.Client``.
+
+    ``journal`` is a file path (a durable :class:`~payflow.journal.SqliteJournal`),
+    a journal object, or ``None`` (in memory: nothing survives a crash).
+    ``policy`` sets retries, timeouts, polling and recovery (default: the
+    MobilePay rules). ``client_version`` is sent as
+    ``x-mobilepay-client-system-version``. ``http`` is your own
+    ``httpx.Client`` (the client does not close it). ``hooks`` are callables
+    receiving every event. ``rng`` draws keys and jitter (default
+    :class:`random.SystemRandom`). ``budget`` is the retry budget shared by all
+    calls (default AWS-standard; ``None`` for none). ``test_mode`` skips sleeps.
+    ``lease`` is how long (s) this client owns a journal record it is working on.
+
+    Thread-safe: one client may serve many threads.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        token: str,
+        journal: JournalArg = None,
+        policy: Policy | None = None,
+        client_version: str = "1.0.0",
+        http: httpx.Client | None = None,
+        *,
+        hooks: Hooks = None,
+        rng: Rng | None = None,
+        budget: RetryBudget | Literal["default"] | None = _DEFAULT,
+        test_mode: bool = False,
+        lease: float | None = None,
+    ) -> None:
+        if http is not None and not isinstance(http, httpx.Client):
+            raise TypeError(f"http: must be an httpx.Client, got {type(http).__name__}")
+        super().__init__(
+            base_url, client_id, token, journal, policy, client_version,
+            hooks=hooks, rng=rng, budget=budget, test_mode=test_mode, lease=lease,
+        )  # fmt: skip
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client()
+
+    def _run(self, flow: Flow[T]) -> T:
+        engine, http, run = self._engine, self._http, Run()
+        send = flow.send
+        try:
+            effect = next(flow)
+            while True:
+                if type(effect) is Call:
+                    try:
+                        result: Any = engine.outcome(http.send(engine.build(http, effect)))
+                    except httpx.TransportError as exc:
+                        result = engine.failure(exc)
+                elif type(effect) is Sleep:
+                    seconds = engine.sleep_seconds(effect.seconds)
+                    if seconds > 0:
+                        time.sleep(seconds)
+                    result = None
+                else:
+                    result = engine.perform(effect, run)
+                effect = send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            engine.abandon(run)
+            raise
+
+    def pay(
+        self,
+        order_id: str,
+        amount: int,
+        currency: str = "DKK",
+        *,
+        pos_id: str | None = None,
+        keep_record: bool = False,
+    ) -> PaymentResult:
+        """Take ``amount`` (integer minor units) for ``order_id``; return once money is taken.
+
+        Raises :class:`~payflow.errors.PaymentDeclined` /
+        :class:`~payflow.errors.PaymentCancelled` (no money taken),
+        :class:`~payflow.errors.OutcomeUnknown` (treat as not paid; the journal
+        keeps it for ``recover()``), :class:`~payflow.errors.ProviderUnavailable`
+        (nothing reached the provider) or :class:`~payflow.errors.InvalidRequest`
+        (a bad argument; nothing sent). With ``keep_record`` the journal keeps
+        the payment until :meth:`acknowledge`, so a crash before you store the
+        result is recovered.
+        """
+        return self._run(self._pay(order_id, amount, currency, pos_id, keep_record))
+
+    def status(self, payment_id: str) -> PaymentStatus:
+        """The provider's current view of a payment."""
+        return self._run(self._status(payment_id))
+
+    def cancel(self, payment_id: str) -> PaymentStatus:
+        """Cancel a payment; the result's ``state`` is "cancelled" only if the provider
+        confirmed it, otherwise the real state it reached (e.g. "captured")."""
+        return self._run(self._cancel(payment_id))
+
+    def refund(self, payment_id: str, amount: int, reference: str | None = None) -> Refund:
+        """Refund ``amount`` of a payment; journalled and retried with one key.
+
+        ``reference`` is your refund reference (generated if omitted).
+        """
+        return self._run(self._refund(payment_id, amount, reference))
+
+    def recover(self) -> list[RecheckResult]:
+        """Settle every journal record no live process is working on (call at start-up).
+
+        A payment still pending is cancelled (or polled, per policy); money
+        taken that the caller never saw is refunded (or "reported", per
+        ``Policy.refund_unclaimed``); a pending refund is retried with its key.
+        Records that cannot be settled yet come back as "kept".
+        """
+        records = self._engine.claim()
+        results: list[RecheckResult] = []
+        for i, record in enumerate(records):
+            try:
+                results.append(self._run(recheck(record, self._engine.ctx)))
+            except BaseException:
+                self._engine.journal.release(
+                    [r.idempotency_key for r in records[i:]], self._engine.owner
+                )
+                raise
+        return results
+
+    def close(self) -> None:
+        """Close the HTTP client (if this client made it) and the journal (if it opened it)."""
+        if self._owns_http:
+            self._http.close()
+        self._engine.close()
+
+    def __enter__(self) -> PaymentClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncPaymentClient(_Base):
+    """The asyncio twin of :class:`PaymentClient` over ``httpx.AsyncClient``.
+
+    Same arguments and methods, awaited. Journal writes are short and run on
+    the event loop.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        token: str,
+        journal: JournalArg = None,
+        policy: Policy | None = None,
+        client_version: str = "1.0.0",
+        http: httpx.AsyncClient | None = None,
+        *,
+        hooks: Hooks = None,
+        rng: Rng | None = None,
+        budget: RetryBudget | Literal["default"] | None = _DEFAULT,
+        test_mode: bool = False,
+        lease: float | None = None,
+    ) -> None:
+        if http is not None and not isinstance(http, httpx.AsyncClient):
+            raise TypeError(f"http: must be an httpx.AsyncClient, got {type(http).__name__}")
+        super().__init__(
+            base_url, client_id, token, journal, policy, client_version,
+            hooks=hooks, rng=rng, budget=budget, test_mode=test_mode, lease=lease,
+        )  # fmt: skip
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient()
+
+    async def _run(self, flow: Flow[T]) -> T:
+        engine, http, run = self._engine, self._http, Run()
+        send = flow.send
+        try:
+            effect = next(flow)
+            while True:
+                if type(effect) is Call:
+                    try:
+                        result: Any = engine.outcome(await http.send(engine.build(http, effect)))
+                    except httpx.TransportError as exc:
+                        result = engine.failure(exc)
+                elif type(effect) is Sleep:
+                    await asyncio.sleep(engine.sleep_seconds(effect.seconds))
+                    result = None
+                else:
+                    result = engine.perform(effect, run)
+                effect = send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            engine.abandon(run)
+            raise
+
+    async def pay(
+        self,
+        order_id: str,
+        amount: int,
+        currency: str = "DKK",
+        *,
+        pos_id: str | None = None,
+        keep_record: bool = False,
+    ) -> PaymentResult:
+        """Take ``amount`` for ``order_id``; see :meth:`PaymentClient.pay`."""
+        return await self._run(self._pay(order_id, amount, currency, pos_id, keep_record))
+
+    async def status(self, payment_id: str) -> PaymentStatus:
+        """The provider's current view of a payment."""
+        return await self._run(self._status(payment_id))
+
+    async def cancel(self, payment_id: str) -> PaymentStatus:
+        """Cancel a payment; see :meth:`PaymentClient.cancel`."""
+        return await self._run(self._cancel(payment_id))
+
+    async def refund(self, payment_id: str, amount: int, reference: str | None = None) -> Refund:
+        """Refund ``amount`` of a payment; see :meth:`PaymentClient.refund`."""
+        return await self._run(self._refund(payment_id, amount, reference))
+
+    async def recover(self) -> list[RecheckResult]:
+        """Settle every journal record no live process is working on; see
+        :meth:`PaymentClient.recover`."""
+        records = self._engine.claim()
+        results: list[RecheckResult] = []
+        for i, record in enumerate(records):
+            try:
+                results.append(await self._run(recheck(record, self._engine.ctx)))
+            except BaseException:
+                self._engine.journal.release(
+                    [r.idempotency_key for r in records[i:]], self._engine.owner
+                )
+                raise
+        return results
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (if this client made it) and the journal (if it opened it)."""
+        if self._owns_http:
+            await self._http.aclose()
+        self._engine.close()
+
+    async def __aenter__(self) -> AsyncPaymentClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
