@@ -1,1 +1,20 @@
-"""The reference payment provider: a pure ledger, faults, and an ASGI app."""
+"""The reference payment provider: a pure ledger, fault profiles, and an ASGI app.
+
+The pure parts are re-exported here; the server (Starlette, uvicorn) lives in
+:mod:`payflow.provider.app`, :mod:`payflow.provider.serve` and
+:mod:`payflow.provider.testing` so importing this package needs neither.
+"""
+
+from payflow.provider.faults import FaultDraw, FaultProfile, Faults, load_profile, profile_names
+from payflow.provider.ledger import Ledger, PayerModel, Ticket
+
+__all__ = [
+    "FaultDraw",
+    "FaultProfile",
+    "Faults",
+    "Ledger",
+    "PayerModel",
+    "Ticket",
+    "load_profile",
+    "profile_names",
+]
