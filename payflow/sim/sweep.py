@@ -91,7 +91,10 @@ def _progress(futures: Sequence[Any], enabled: bool | None) -> Iterable[Any]:
 
     if enabled is None:
         enabled = sys.stderr.isatty()
-    return tqdm(futures, desc="runs", unit="run", disable=not enabled, file=sys.stderr)
+    bar: Iterable[Any] = tqdm(
+        futures, desc="runs", unit="run", disable=not enabled, file=sys.stderr
+    )
+    return bar
 
 
 def wilson_interval(count: int, total: int, z: float = 1.96) -> tuple[float, float]:
