@@ -1,0 +1,205 @@
+"""Matplotlib helpers shared by the notebooks and the report.
+
+Every function takes a tidy DataFrame (as produced by :mod:`payflow.sim`) and an
+optional Axes, draws, and returns the Axes. None of them computes anything a
+reader would need to check: rates, intervals and percentiles come in the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.axes import Axes
+
+__all__ = [
+    "LABELS",
+    "jitter_comparison",
+    "metric_by_strategy",
+    "order_timeline",
+    "rate_by_strategy",
+    "rate_grid",
+    "time_series",
+]
+
+#: Human labels (with units) for the metric columns.
+LABELS: dict[str, str] = {
+    "duplicate_charge_rate": "duplicate charges (% of orders)",
+    "silent_charge_rate": "silent charges (% of orders)",
+    "orphan_charge_rate": "orphan charges (% of orders)",
+    "lost_sale_rate": "lost sales (% of orders)",
+    "timeouts_per_order": "client timeouts per order",
+    "retries_per_order": "retries per order",
+    "provider_calls_per_order": "provider calls per order",
+    "feedback_p50_s": "time to feedback, median (s)",
+    "feedback_p95_s": "time to feedback, p95 (s)",
+    "feedback_p99_s": "time to feedback, p99 (s)",
+}
+
+
+def _axes(ax: Axes | None, size: tuple[float, float] = (7.0, 4.0)) -> Axes:
+    if ax is not None:
+        return ax
+    _, new = plt.subplots(figsize=size, layout="constrained")
+    return new
+
+
+def rate_by_strategy(
+    summary: pd.DataFrame, rate: str, ax: Axes | None = None, title: str | None = None
+) -> Axes:
+    """Horizontal bars of one rate per strategy, with its 95% interval and count.
+
+    ``summary`` has one row per strategy with ``rate``, ``<rate>_low``,
+    ``<rate>_high`` and optionally the count column named in ``count``.
+    """
+    ax = _axes(ax)
+    rows = summary.reset_index(drop=True)
+    pct = rows[rate] * 100
+    err = [pct - rows[f"{rate}_low"] * 100, rows[f"{rate}_high"] * 100 - pct]
+    ax.barh(rows["strategy"], pct, xerr=err, color="#c0504d", alpha=0.85, capsize=3)
+    counts = rows.get("count")
+    for i, value in enumerate(pct):
+        label = f"{value:.2f}%"
+        if counts is not None:
+            label += f"  ({int(counts.iloc[i])} of {int(rows['orders'].iloc[i])})"
+        ax.annotate(
+            label, (value, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
+        )
+    ax.invert_yaxis()
+    ax.set_xlabel(LABELS.get(rate, rate))
+    ax.set_ylabel("strategy")
+    ax.set_title(title or LABELS.get(rate, rate))
+    ax.set_xlim(left=0)
+    return ax
+
+
+def metric_by_strategy(
+    summary: pd.DataFrame,
+    metrics: Sequence[str],
+    ax: Axes | None = None,
+    title: str | None = None,
+    ylabel: str | None = None,
+) -> Axes:
+    """Grouped bars of several per-order metrics (or percentiles) per strategy."""
+    ax = _axes(ax)
+    rows = summary.reset_index(drop=True)
+    width = 0.8 / max(1, len(metrics))
+    for j, metric in enumerate(metrics):
+        xs = [i + (j - (len(metrics) - 1) / 2) * width for i in range(len(rows))]
+        low, high = rows.get(f"{metric}_low"), rows.get(f"{metric}_high")
+        yerr = None
+        if low is not None and high is not None:
+            yerr = [(rows[metric] - low).clip(lower=0), (high - rows[metric]).clip(lower=0)]
+        ax.bar(xs, rows[metric], width, yerr=yerr, capsize=2, label=LABELS.get(metric, metric))
+    ax.set_xticks(range(len(rows)), rows["strategy"], rotation=30, ha="right")
+    ax.set_xlabel("strategy")
+    ax.set_ylabel(ylabel or (LABELS.get(metrics[0], metrics[0]) if len(metrics) == 1 else ""))
+    ax.set_title(title or ", ".join(LABELS.get(m, m) for m in metrics))
+    if len(metrics) > 1:
+        ax.legend(fontsize=8)
+    return ax
+
+
+def rate_grid(summary: pd.DataFrame, rate: str, ax: Axes | None = None) -> Axes:
+    """A scenario x strategy grid of one rate (percent), each cell annotated."""
+    ax = _axes(ax, (8.0, 4.5))
+    grid = summary.pivot(index="strategy", columns="scenario", values=rate) * 100
+    image = ax.imshow(grid.to_numpy(), cmap="Reds", aspect="auto", vmin=0)
+    ax.set_xticks(range(grid.shape[1]), list(grid.columns), rotation=30, ha="right")
+    ax.set_yticks(range(grid.shape[0]), list(grid.index))
+    values = grid.to_numpy()
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    ax.figure.colorbar(image, ax=ax, label=f"{LABELS.get(rate, rate)}")
+    ax.set_xlabel("scenario")
+    ax.set_ylabel("strategy")
+    ax.set_title(f"{LABELS.get(rate, rate)} by scenario and strategy")
+    return ax
+
+
+def jitter_comparison(results: pd.DataFrame, what: str, ax: Axes | None = None) -> Axes:
+    """The AWS jitter study: ``what`` ("calls" or "completion_ms") vs clients per algorithm.
+
+    ``results`` has columns ``clients``, ``algorithm``, ``what`` and optionally
+    ``<what>_low`` / ``<what>_high``.
+    """
+    ax = _axes(ax)
+    for algorithm, group in results.groupby("algorithm", sort=False):
+        group = group.sort_values("clients")
+        ax.plot(group["clients"], group[what], marker="o", label=str(algorithm))
+        if f"{what}_low" in group:
+            ax.fill_between(
+                group["clients"], group[f"{what}_low"], group[f"{what}_high"], alpha=0.2
+            )
+    ax.set_xlabel("contending clients")
+    ax.set_ylabel("writes sent (work)" if what == "calls" else "time to finish (ms)")
+    ax.set_title("Work" if what == "calls" else "Completion time")
+    ax.legend(title="backoff", fontsize=8)
+    return ax
+
+
+def time_series(
+    frame: pd.DataFrame,
+    x: str,
+    ys: Sequence[str],
+    ax: Axes | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    spans: Sequence[tuple[float, float, str]] = (),
+) -> Axes:
+    """Lines of ``ys`` against ``x``; ``spans`` shades (start, end, label) intervals."""
+    ax = _axes(ax)
+    for y in ys:
+        ax.plot(frame[x], frame[y], label=LABELS.get(y, y))
+    for start, end, label in spans:
+        ax.axvspan(start, end, color="grey", alpha=0.15, label=label)
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or (LABELS.get(ys[0], ys[0]) if len(ys) == 1 else ""))
+    ax.set_title(title)
+    if len(ys) > 1 or spans:
+        ax.legend(fontsize=8)
+    return ax
+
+
+_MARKERS: dict[str, dict[str, Any]] = {
+    "click": {"marker": "v", "color": "#1f77b4"},
+    "call": {"marker": "|", "color": "#7f7f7f"},
+    "timeout": {"marker": "x", "color": "#d62728"},
+    "charge": {"marker": "$", "color": "#2ca02c"},
+    "refund": {"marker": "<", "color": "#9467bd"},
+    "ui": {"marker": "s", "color": "#ff7f0e"},
+}
+
+
+def order_timeline(trace: pd.DataFrame, ax: Axes | None = None, title: str = "") -> Axes:
+    """One order's story: each event kind on its own row, time on the x axis.
+
+    ``trace`` has columns ``t`` (seconds since the first click), ``kind`` and
+    ``label``; kinds with a known style are ``click``, ``call``, ``timeout``,
+    ``charge``, ``refund`` and ``ui`` (what the customer was shown).
+    """
+    ax = _axes(ax, (9.0, 3.2))
+    kinds = list(dict.fromkeys(trace["kind"]))
+    for row, kind in enumerate(kinds):
+        events = trace[trace["kind"] == kind]
+        style = _MARKERS.get(str(kind), {"marker": "o", "color": "black"})
+        ax.scatter(events["t"], [row] * len(events), s=60, **style)
+        for _, event in events.iterrows():
+            ax.annotate(
+                str(event["label"]),
+                (event["t"], row),
+                xytext=(0, 7),
+                textcoords="offset points",
+                fontsize=7,
+                rotation=30,
+            )
+    ax.set_yticks(range(len(kinds)), kinds)
+    ax.set_ylim(-0.6, len(kinds) - 0.2)
+    ax.set_xlabel("seconds since the first click")
+    ax.set_title(title or "one order, event by event")
+    ax.grid(axis="x", alpha=0.3)
+    return ax
