@@ -1,0 +1,116 @@
+"""The journals on their own: storage, claims and leases, bad files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from payflow.core.messages import PendingRecord
+from payflow.errors import JournalError, PayflowError
+from payflow.journal import MemoryJournal, SqliteJournal, owner_alive, owner_id
+
+
+def record(key: str, state: str = "pending", **changes: object) -> PendingRecord:
+    values: dict[str, object] = {
+        "reference": f"order-{key}",
+        "idempotency_key": key,
+        "operation": "pay",
+        "amount": 100,
+        "currency": "DKK",
+        "created_at": 1.5,
+        "state": state,
+    }
+    values.update(changes)
+    return PendingRecord(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryJournal | SqliteJournal]:
+    j: MemoryJournal | SqliteJournal
+    j = MemoryJournal() if request.param == "memory" else SqliteJournal(tmp_path / "j.db")
+    yield j
+    j.close()
+
+
+def test_save_replace_forget(journal: MemoryJournal | SqliteJournal) -> None:
+    a = record("a")
+    b = record("b", payment_id="p-1", key_sent=False)
+    journal.save(a)
+    journal.save(b)
+    assert journal.pending() == [a, b]
+    a2 = record("a", state="recheck", payment_id="p-2")
+    journal.save(a2)
+    assert journal.pending() == [a2, b]  # replaced in place, oldest first
+    journal.forget("a")
+    journal.forget("a")  # forgetting twice is fine
+    assert journal.pending() == [b]
+
+
+def test_claims_follow_owner_and_lease(journal: MemoryJournal | SqliteJournal) -> None:
+    me, other = owner_id("me"), owner_id("other")
+    journal.save(record("mine-live"), me, 1e12)  # a payment of ours in progress
+    journal.save(record("mine-gave-up", "recheck"), me, 1e12)
+    journal.save(record("theirs-live"), other, 1e12)  # same pid: counts as alive
+    journal.save(record("theirs-expired"), other, 5.0)
+    journal.save(record("nobodys"))
+    journal.save(record("dead", "pending"), "localhost-not-here:1:x", 1e12)  # other host
+    taken = {r.idempotency_key for r in journal.claim(me, 100.0, now=10.0)}
+    assert taken == {"mine-gave-up", "theirs-expired", "nobodys"}
+    # Claimed records are now leased to us: nobody else takes them.
+    assert journal.claim(other, 100.0, now=20.0) == []
+    journal.release(["theirs-expired"], me)
+    assert [r.idempotency_key for r in journal.claim(other, 100.0, now=20.0)] == [
+        "theirs-expired"
+    ]
+
+
+def test_dead_owner_is_claimed_at_once(journal: MemoryJournal | SqliteJournal) -> None:
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    dead = owner_id("x").split(":")[0] + f":{int(child.stdout)}:x"
+    assert not owner_alive(dead)
+    assert owner_alive(owner_id("x"))
+    journal.save(record("orphan"), dead, 1e12)
+    assert [r.idempotency_key for r in journal.claim(owner_id("me"), 1e12)] == ["orphan"]
+
+
+def test_sqlite_is_durable_across_connections(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    first = SqliteJournal(path)
+    assert first.synchronous == "FULL"
+    first.save(record("a", payment_id="p-1"))
+    first.close()
+    second = SqliteJournal(str(path), synchronous="normal")
+    assert second.pending() == [record("a", payment_id="p-1")]
+    mode = second._db.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    second.close()
+
+
+def test_bad_paths_name_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "j.db"
+    with pytest.raises(JournalError, match="no/such/dir"):
+        SqliteJournal(missing)
+    with pytest.raises(JournalError, match="is a directory"):
+        SqliteJournal(tmp_path)
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(os.urandom(4096))
+    with pytest.raises(JournalError, match="corrupt.db") as info:
+        SqliteJournal(corrupt)
+    assert isinstance(info.value, PayflowError) and info.value.path == str(corrupt)
+    other = tmp_path / "other.db"
+    import sqlite3
+
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE pending (x INTEGER)")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="not a payflow journal"):
+        SqliteJournal(other)
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteJournal(tmp_path / "x.db", synchronous="SOMETIMES")
