@@ -21,15 +21,18 @@ retry, and ``base * 2**attempt`` uses it directly.
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Generator
+import statistics
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 
+import pandas as pd
 import simpy
 
 from payflow.core import Backoff, Jitter
 
-__all__ = ["ALGORITHMS", "run"]
+__all__ = ["ALGORITHMS", "run", "study"]
 
 #: The algorithms of the post, by the names this module accepts.
 ALGORITHMS: tuple[str, ...] = ("none", "exponential", "full", "equal", "decorrelated")
@@ -98,3 +101,30 @@ def run(
         "calls": float(row.writes),
         "completion_ms": max(finished),
     }
+
+
+def study(
+    clients: Iterable[int] = (10, 25, 50, 75, 100),
+    algorithms: Iterable[str] = ALGORITHMS,
+    replications: int = 20,
+    **kwargs: float,
+) -> pd.DataFrame:
+    """The post's experiment: means over independent replications, with 95% intervals.
+
+    One row per (clients, algorithm) with ``calls``, ``completion_ms`` and their
+    ``_low`` / ``_high`` bounds (normal approximation over replications).
+    """
+    if replications < 2:
+        raise ValueError(f"replications must be >= 2, got {replications}")
+    rows = []
+    for n in clients:
+        for algorithm in algorithms:
+            runs = [run(n, algorithm, seed=s, **kwargs) for s in range(replications)]
+            row: dict[str, float | str] = {"clients": n, "algorithm": algorithm}
+            for what in ("calls", "completion_ms"):
+                values = [r[what] for r in runs]
+                mean = statistics.mean(values)
+                half = 1.96 * statistics.stdev(values) / math.sqrt(len(values))
+                row[what], row[f"{what}_low"], row[f"{what}_high"] = mean, mean - half, mean + half
+            rows.append(row)
+    return pd.DataFrame(rows)
