@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["RATES", "summarize", "sweep", "wilson_interval"]
+__all__ = ["RATES", "SerialExecutor", "summarize", "sweep", "wilson_interval"]
 
 #: The rates a summary reports, each with the count it was computed from.
 RATES: tuple[tuple[str, str], ...] = (
@@ -28,6 +28,18 @@ RATES: tuple[tuple[str, str], ...] = (
     ("orphan_charge_rate", "orphan_charges"),
     ("lost_sale_rate", "lost_sales"),
 )
+
+
+class SerialExecutor(Executor):
+    """Runs each task at once in this process: the reference for "same numbers anywhere"."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller through the future
+            future.set_exception(exc)
+        return future
 
 
 def _run_one(scenario: Any, strategy: Any, seed: int, orders: int | None) -> dict[str, Any]:
