@@ -36,7 +36,7 @@ from payflow.core.errors import (
 )
 from payflow.core.events import StateChanged
 from payflow.core.keys import KeyScope, derived_key, new_key
-from payflow.core.messages import Emit, Forget, Now, PendingRecord, Response, Save
+from payflow.core.messages import Emit, Forget, Now, PendingRecord, Request, Response, Save, Sleep
 from payflow.core.states import PaymentState, advance, from_provider
 
 __all__ = ["PaymentResult", "cancel", "pay", "payment_key", "refund", "status"]
@@ -151,7 +151,7 @@ def pay(
         yield Forget(journal_key)  # no attempt can have reached the provider
         raise
     except OutcomeUnknown as exc:
-        body = yield from _find_after_unknown(order_id, ctx)
+        body = yield from _find_after_unknown(order_id, ctx, request)
         if body is None:
             yield Save(replace(record, state="recheck"))
             raise OutcomeUnknown(
@@ -161,9 +161,19 @@ def pay(
                 **refs,
             ) from exc
     else:
+        if resp.status == 409 and sent_key is not None and not _in_progress(resp):
+            # Refused (e.g. the POS is busy): nothing was created under this key.
+            yield Forget(journal_key)
+            raise ConflictError(
+                "create answered 409: " + str(resp.body.get("message") or "conflict"),
+                correlation_id=resp.correlation_id,
+                status=409,
+                code=resp.body.get("code"),
+                **refs,
+            )
         if resp.status == 409:
-            # Out of sync (a submit with this key in flight, or the POS busy): query.
-            body = yield from _find_after_unknown(order_id, ctx)
+            # Out of sync (a submit with this key still in flight): query.
+            body = yield from _find_after_unknown(order_id, ctx, request)
             if body is None:
                 yield Save(replace(record, state="recheck"))
                 raise ConflictError(
@@ -187,7 +197,37 @@ def pay(
     return result
 
 
-def _find_after_unknown(order_id: str, ctx: Context) -> Flow[Mapping[str, Any] | None]:
+def _in_progress(resp: Response) -> bool:
+    """A 409 saying a request with the same idempotency key is still being processed."""
+    return resp.status == 409 and resp.body.get("code") == "request_in_progress"
+
+
+def _find_after_unknown(
+    order_id: str, ctx: Context, request: Request | None = None
+) -> Flow[Mapping[str, Any] | None]:
+    """After an unanswered (or in-progress) create, find *this operation's* payment.
+
+    A keyed create is sent again with the same key: the provider replays the
+    first answer, or creates the payment if the first never arrived. Looking
+    the order up instead could adopt another operation's payment for the same
+    order (a caller's second try with a new key), leaving its own orphaned.
+    While the first request is still in progress (409), wait and ask again.
+    Keyless creates can only be looked up by order.
+    """
+    if request is not None and request.idempotency_key is not None:
+        previous: float | None = None
+        for attempt in range(ctx.policy.retry.max_attempts):
+            try:
+                resp = yield from call(request, ctx, order_id)
+            except PayflowError:
+                return None
+            if resp.ok:
+                return resp.body
+            if not _in_progress(resp):
+                return None
+            previous = ctx.policy.retry.backoff.delay(attempt, previous, ctx.rng)
+            yield Sleep(max(previous, ctx.policy.polling.default_delay))
+        return None
     try:
         payments = yield from _lookup(order_id, ctx)
     except PayflowError:

@@ -90,8 +90,11 @@ def _payments_of(record: PendingRecord, ctx: Context) -> Flow[list[Mapping[str, 
         resp = yield from call(request, ctx, record.reference)
         if resp.ok:
             return [resp.body]
-        if resp.status != 409:
-            return []  # refused (and replayed as refused): nothing was created
+        if resp.status == 409 and resp.body.get("code") == "request_in_progress":
+            # The first create is still being processed: settle it on a later recheck
+            # (a lookup by order could touch another operation's payment).
+            raise OutcomeUnknown("the create is still in progress", reference=record.reference)
+        return []  # refused (and replayed as refused): nothing was created
     return (yield from _lookup(record.reference, ctx))
 
 
