@@ -17,6 +17,7 @@ import pytest
 from payflow.client import AsyncPaymentClient, PaymentClient
 from payflow.core import Policy, PollSchedule, RetryPolicy, Timeouts
 from payflow.core.backoff import Backoff, Jitter
+from payflow.provider.app import INSPECT_PATH
 from payflow.provider.faults import FaultDraw, FaultProfile, Faults
 from payflow.provider.ledger import PayerModel
 from payflow.provider.testing import RunningProvider, running_provider
@@ -73,12 +74,25 @@ class Provider:
         self.base_url = running.base_url
         self.client_id = running.client_id
         self.token = running.token
+        # One HTTP client for the inspection endpoint (a new one per call costs ~80 ms).
+        self._inspect = httpx.Client(
+            base_url=running.base_url,
+            headers={"Authorization": f"Bearer {running.inspect_token}"},
+            timeout=10.0,
+        )
+
+    def close(self) -> None:
+        self._inspect.close()
 
     def set_payer(self, payer: PayerModel) -> None:
         self.running.state.ledger.payer = payer
 
     def ledger(self) -> dict[str, Any]:
-        return self.running.ledger()
+        """The ground truth: ``GET /_payflow/ledger``."""
+        response = self._inspect.get(INSPECT_PATH)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
 
     def payments(self, order_id: str) -> list[dict[str, Any]]:
         return [p for p in self.ledger()["payments"] if p["orderId"] == order_id]
@@ -91,7 +105,9 @@ class Provider:
 def provider() -> Iterator[Provider]:
     profile = ScriptedProfile()
     with running_provider(faults=profile, payer=INSTANT, lost_hold_s=5.0) as running:
-        yield Provider(running, profile)
+        prov = Provider(running, profile)
+        yield prov
+        prov.close()
 
 
 @pytest.fixture(autouse=True)

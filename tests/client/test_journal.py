@@ -30,7 +30,9 @@ def record(key: str, state: str = "pending", **changes: object) -> PendingRecord
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryJournal | SqliteJournal]:
+def journal(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[MemoryJournal | SqliteJournal]:
     j: MemoryJournal | SqliteJournal
     j = MemoryJournal() if request.param == "memory" else SqliteJournal(tmp_path / "j.db")
     yield j
@@ -64,9 +66,7 @@ def test_claims_follow_owner_and_lease(journal: MemoryJournal | SqliteJournal) -
     # Claimed records are now leased to us: nobody else takes them.
     assert journal.claim(other, 100.0, now=20.0) == []
     journal.release(["theirs-expired"], me)
-    assert [r.idempotency_key for r in journal.claim(other, 100.0, now=20.0)] == [
-        "theirs-expired"
-    ]
+    assert [r.idempotency_key for r in journal.claim(other, 100.0, now=20.0)] == ["theirs-expired"]
 
 
 def test_dead_owner_is_claimed_at_once(journal: MemoryJournal | SqliteJournal) -> None:
