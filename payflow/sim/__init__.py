@@ -1,1 +1,36 @@
-"""SimPy models of slow-provider days."""
+"""SimPy models of slow-provider days.
+
+The shipped :mod:`payflow.core` flows run on a virtual clock against a provider
+model (the pure ledger + a fault profile + a finite queue), with customers who
+wait, click twice and give up. Start with :func:`run`::
+
+    from payflow.sim import run
+    result = run("slow-provider-day", "naive", seed=1, orders=500)
+    result.summary          # the contract keys
+    result.orders           # one row per order
+    result.trace(42)        # one order's timeline
+"""
+
+from payflow.sim.model import Day, Order
+from payflow.sim.provider import Capacity, ProviderModel, ProviderStats
+from payflow.sim.runner import Result, run
+from payflow.sim.scenarios import Scenario, load_scenario, parse_scenario, scenario_names
+from payflow.sim.strategies import PRESETS, Strategy, get_strategy, strategy_names
+
+__all__ = [
+    "PRESETS",
+    "Capacity",
+    "Day",
+    "Order",
+    "ProviderModel",
+    "ProviderStats",
+    "Result",
+    "Scenario",
+    "Strategy",
+    "get_strategy",
+    "load_scenario",
+    "parse_scenario",
+    "run",
+    "scenario_names",
+    "strategy_names",
+]

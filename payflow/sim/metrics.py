@@ -1,0 +1,245 @@
+"""DESIGN.md's metrics, per order and per run, from the ledger's ground truth.
+
+Taken at the end of the run (after the settling window), per order:
+
+==================  ==========================================================
+column              meaning
+==================  ==========================================================
+charged             payments of the order that took money and were not
+                    refunded (``reserved``/``captured`` in the ledger)
+duplicate_charge    ``charged > 1``
+silent_charge       charged, the order shipped, and the customer gave up
+                    without a definite message on the page (unhappy customer 1)
+orphan_charge       charged, the order not shipped
+lost_sale           the customer gave up and nothing is charged
+timeouts            client-side timeouts of its provider calls
+retries             calls beyond the first of each logical operation
+provider_calls      every call for the order, polls and rechecks included
+feedback_s          first click to a definite message (success, failure, or
+                    "we will email you") on the page or by email; NaN if none
+refunds             refunds the shop's reconciliation issued for it
+unresolved          the shop's journal still holds it, or a payment of it is
+                    still waiting for the payer
+free_order          shipped, but nothing is charged (a refund too many)
+==================  ==========================================================
+
+Event times (``*_at_s``) are seconds since midnight of the simulated day.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from payflow.core import api
+from payflow.sim.model import Day, Order
+
+__all__ = ["ORDER_COLUMNS", "order_frame", "summarize", "trace_frame"]
+
+ORDER_COLUMNS = (
+    "order_id",
+    "arrival_s",
+    "amount",
+    "patience_s",
+    "clicks",
+    "submits",
+    "pay_flows",
+    "rechecks",
+    "payments",
+    "charged",
+    "refunds",
+    "refunded_amount",
+    "duplicate_charge",
+    "silent_charge",
+    "orphan_charge",
+    "lost_sale",
+    "unresolved",
+    "free_order",
+    "fulfilled",
+    "gave_up",
+    "outcome",
+    "feedback",
+    "feedback_s",
+    "last_page",
+    "timeouts",
+    "retries",
+    "provider_calls",
+    "feedback_at_s",
+    "left_at_s",
+    "fulfilled_at_s",
+    "email_at_s",
+)
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def order_frame(day: Day) -> pd.DataFrame:
+    """One row per order, every metric a column (see the module docs)."""
+    snapshot = day.ledger.snapshot(day.env.now)
+    payments_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    order_of_payment: dict[str, str] = {}
+    for p in snapshot["payments"]:
+        payments_of[p["orderId"]].append(p)
+        order_of_payment[p["paymentId"]] = p["orderId"]
+    refunds_of: dict[str, int] = defaultdict(int)
+    for r in snapshot["refunds"]:
+        refunds_of[order_of_payment.get(r["paymentId"], "")] += 1
+    in_journal = {record.reference for record in day.journal.records.values()}
+    rows: dict[str, list[Any]] = {name: [] for name in ORDER_COLUMNS}
+    for order in day.orders:
+        payments = payments_of.get(order.order_id, [])
+        charged = 0
+        refunded_amount = 0
+        waiting = False
+        for p in payments:
+            state = p["state"]
+            refunded_amount += p["refundedAmount"]
+            if state in api.MONEY_TAKEN_STATES:
+                taken = p["capturedAmount"] if state == "captured" else p["amount"]
+                if p["refundedAmount"] < taken:
+                    charged += 1
+            elif state == "initiated":
+                waiting = True
+        fulfilled = order.fulfilled_at is not None
+        first = _first(order.feedback_at, order.email_at)
+        values = {
+            "order_id": order.order_id,
+            "arrival_s": order.arrival,
+            "amount": order.amount,
+            "patience_s": order.patience,
+            "clicks": order.clicks,
+            "submits": order.submits,
+            "pay_flows": order.flows,
+            "rechecks": order.rechecks,
+            "payments": len(payments),
+            "charged": charged,
+            "refunds": refunds_of.get(order.order_id, 0),
+            "refunded_amount": refunded_amount,
+            "duplicate_charge": charged > 1,
+            "silent_charge": charged > 0 and fulfilled and order.gave_up,
+            "orphan_charge": charged > 0 and not fulfilled,
+            "lost_sale": order.gave_up and charged == 0,
+            "unresolved": waiting or order.order_id in in_journal,
+            "free_order": fulfilled and charged == 0,
+            "fulfilled": fulfilled,
+            "gave_up": order.gave_up,
+            "outcome": order.outcome or "none",
+            "feedback": order.feedback or ("email" if order.email_at is not None else "none"),
+            "feedback_s": math.nan if first is None else first - order.arrival,
+            "last_page": order.last_page or "none",
+            "timeouts": order.timeouts,
+            "retries": order.retries,
+            "provider_calls": order.calls,
+            "feedback_at_s": _nan(first),
+            "left_at_s": _nan(order.left_at),
+            "fulfilled_at_s": _nan(order.fulfilled_at),
+            "email_at_s": _nan(order.email_at),
+        }
+        for name, value in values.items():
+            rows[name].append(value)
+    return pd.DataFrame(rows, columns=list(ORDER_COLUMNS))
+
+
+def _first(*times: float | None) -> float | None:
+    present = [t for t in times if t is not None]
+    return min(present) if present else None
+
+
+def _rate(count: int, n: int) -> float:
+    return count / n if n else 0.0
+
+
+def _percentile(values: np.ndarray[Any, Any], q: float) -> float | None:
+    if values.size == 0:
+        return None
+    return round(float(np.percentile(values, q)), 3)
+
+
+def summarize(frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int) -> dict[str, Any]:
+    """The run's summary: the contract keys, each rate with its count, plus extras."""
+    n = len(frame)
+    out: dict[str, Any] = {"scenario": scenario, "strategy": strategy, "seed": seed, "orders": n}
+    for metric, column in (
+        ("duplicate_charge", "duplicate_charge"),
+        ("silent_charge", "silent_charge"),
+        ("orphan_charge", "orphan_charge"),
+        ("lost_sale", "lost_sale"),
+        ("free_order", "free_order"),
+    ):
+        count = int(frame[column].sum())
+        out[f"{metric}s"] = count
+        out[f"{metric}_rate"] = _rate(count, n)
+    for metric in ("timeouts", "retries", "provider_calls"):
+        total = int(frame[metric].sum())
+        out[metric] = total
+        out[f"{metric}_per_order"] = _rate(total, n)
+    feedback = frame["feedback_s"].to_numpy(dtype=float)
+    feedback = feedback[~np.isnan(feedback)]
+    out["feedback_p50_s"] = _percentile(feedback, 50)
+    out["feedback_p95_s"] = _percentile(feedback, 95)
+    out["feedback_p99_s"] = _percentile(feedback, 99)
+    out["no_feedback"] = int(n - feedback.size)
+    out["no_feedback_rate"] = _rate(n - feedback.size, n)
+    out["refunds"] = int(frame["refunds"].sum())
+    out["unresolved"] = int(frame["unresolved"].sum())
+    out["unresolved_rate"] = _rate(out["unresolved"], n)
+    fulfilled = int(frame["fulfilled"].sum())
+    out["fulfilled"] = fulfilled
+    out["fulfilled_rate"] = _rate(fulfilled, n)
+    out["payments"] = int(frame["payments"].sum())
+    return out
+
+
+_EVENT_KINDS = {
+    "Attempt": "call",
+    "AttemptResult": "answer",
+    "Retry": "retry",
+    "GaveUp": "gave up",
+    "Poll": "poll",
+    "StateChanged": "state",
+}
+
+
+def _describe(event: Any) -> tuple[str, str]:
+    name = type(event).__name__
+    kind = _EVENT_KINDS.get(name, name)
+    if name == "Attempt":
+        return kind, f"{event.operation} #{event.attempt} (timeout {event.timeout:g} s)"
+    if name == "AttemptResult":
+        status = f" {event.status}" if event.status is not None else ""
+        return ("timeout" if event.outcome == "timeout" else kind), (
+            f"{event.operation} #{event.attempt}: {event.outcome}{status}"
+        )
+    if name == "Retry":
+        return kind, f"{event.operation} after {event.delay:.2f} s ({event.reason})"
+    if name == "GaveUp":
+        return kind, f"{event.operation} after {event.attempts} attempts ({event.reason})"
+    if name == "Poll":
+        return kind, f"{event.state or 'no answer'} (next in {event.poll_delay_ms} ms)"
+    if name == "StateChanged":
+        return kind, f"{event.old} -> {event.new}"
+    return kind, repr(event)  # pragma: no cover
+
+
+def trace_frame(order: Order) -> pd.DataFrame:
+    """An order's timeline: ``at_s`` (seconds since midnight), ``kind``, ``detail``.
+
+    Kinds: customer, page, backend, email, recheck, provider (the ledger
+    applied something), call, answer, timeout, retry, gave up, poll, state.
+    """
+    rows: list[tuple[float, str, str]] = []
+    for entry in order.trace or ():
+        if isinstance(entry, tuple):
+            rows.append(entry)
+        else:
+            kind, detail = _describe(entry)
+            rows.append((entry.at, kind, detail))
+    frame = pd.DataFrame(rows, columns=["at_s", "kind", "detail"])
+    frame.insert(0, "order_id", order.order_id)
+    return frame.sort_values("at_s", kind="stable").reset_index(drop=True)

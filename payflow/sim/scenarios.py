@@ -1,0 +1,427 @@
+"""Scenarios: a day of a shop's traffic, its customers and its provider, as data.
+
+A scenario is a TOML file in ``data/scenarios/`` (shipped as the package
+``payflow.data``)::
+
+    name = "slow-provider-day"
+    description = "one line for --list"
+
+    [traffic]
+    orders = 2000                  # orders in the day (exactly this many arrive)
+    amount = [5000, 150000]        # minor units, drawn uniformly (integers)
+    currency = "DKK"
+    diurnal = [["00:00", 0.1], ["12:00", 1.0], ["24:00", 0.1]]   # relative rate
+
+    [customers]
+    patience_median_s = 30.0       # lognormal patience before "nothing happens"
+    click_again = 0.5              # ... then clicks submit again (unhappy customer 3)
+    reload = 0.2                   # ... or reloads the page (re-POSTs the form)
+
+    [provider]
+    faults = "slow-provider-day"   # a profile in data/faults/
+    read_latency = 0.3             # GETs take this share of the profile's latency
+    [provider.payer]               # payflow.provider.ledger.PayerModel
+    decide_after_s = [1.0, 6.0]
+
+    [backend]
+    crashes = ["12:20"]            # backend restarts (process interrupts)
+
+Every field has a default; unknown fields are errors naming the field and the
+file, and so are bad values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from payflow.provider.faults import DAY_S, FaultProfile, load_profile
+from payflow.provider.ledger import PayerModel
+
+__all__ = [
+    "Backend",
+    "Customers",
+    "Scenario",
+    "Traffic",
+    "load_scenario",
+    "parse_scenario",
+    "parse_time_of_day",
+    "scenario_names",
+]
+
+
+def parse_time_of_day(value: Any, where: str) -> float:
+    """Seconds since midnight from ``"HH:MM"``, ``"HH:MM:SS"`` or a number (``24:00`` allowed)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: must be 'HH:MM' or seconds since midnight, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        parts = value.split(":")
+        try:
+            if len(parts) not in (2, 3):
+                raise ValueError
+            numbers = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"{where}: must be 'HH:MM' or 'HH:MM:SS', got {value!r}") from None
+        h, m, s = (*numbers, 0)[:3]
+        if not (0 <= m < 60 and 0 <= s < 60):
+            raise ValueError(f"{where}: {value!r} is not a time of day")
+        seconds = float(h * 3600 + m * 60 + s)
+    else:
+        raise ValueError(f"{where}: must be 'HH:MM' or seconds since midnight, got {value!r}")
+    if not 0 <= seconds <= DAY_S:
+        raise ValueError(f"{where}: {value!r} is not within one day")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """How many orders arrive, when, and for how much.
+
+    ``diurnal`` is a piecewise-linear curve of relative arrival rate over the
+    time of day, as ``(seconds_since_midnight, weight)`` pairs; arrivals are
+    drawn from it by thinning (rejection against its peak).
+    """
+
+    orders: int = 2000
+    amount: tuple[int, int] = (5_000, 150_000)
+    currency: str = "DKK"
+    diurnal: tuple[tuple[float, float], ...] = (
+        (0.0, 0.1),
+        (7 * 3600.0, 0.2),
+        (10 * 3600.0, 1.0),
+        (13 * 3600.0, 1.2),
+        (16 * 3600.0, 0.9),
+        (20 * 3600.0, 1.3),
+        (23 * 3600.0, 0.4),
+        (DAY_S, 0.1),
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.orders, bool) or not isinstance(self.orders, int) or self.orders < 1:
+            raise ValueError(f"traffic.orders: must be an integer >= 1, got {self.orders!r}")
+        low, high = self.amount
+        if not (isinstance(low, int) and isinstance(high, int) and 1 <= low <= high):
+            raise ValueError(
+                f"traffic.amount: must be [min, max] integer minor units, 1 <= min <= max, "
+                f"got {list(self.amount)!r}"
+            )
+        if not (len(self.currency) == 3 and self.currency.isupper() and self.currency.isalpha()):
+            raise ValueError(
+                f"traffic.currency: must be 3 uppercase letters, got {self.currency!r}"
+            )
+        if len(self.diurnal) < 1:
+            raise ValueError("traffic.diurnal: needs at least one [time, weight] point")
+        times = [t for t, _ in self.diurnal]
+        if times != sorted(times) or len(set(times)) != len(times):
+            raise ValueError("traffic.diurnal: times must be strictly increasing")
+        for t, w in self.diurnal:
+            if not (math.isfinite(w) and w >= 0):
+                raise ValueError(f"traffic.diurnal: weight at {t:.0f} s must be >= 0, got {w!r}")
+        if max(w for _, w in self.diurnal) <= 0:
+            raise ValueError("traffic.diurnal: at least one weight must be > 0")
+
+    def rate_weight(self, tod: float) -> float:
+        """The curve's relative rate at ``tod`` seconds since midnight (flat outside it)."""
+        pts = self.diurnal
+        if tod <= pts[0][0]:
+            return pts[0][1]
+        for (t0, w0), (t1, w1) in itertools.pairwise(pts):
+            if tod <= t1:
+                return w0 + (w1 - w0) * (tod - t0) / (t1 - t0)
+        return pts[-1][1]
+
+
+@dataclass(frozen=True, slots=True)
+class Customers:
+    """How people behave in front of a payment page.
+
+    Patience is lognormal (median, sigma), clipped to ``patience_range_s``.
+    When it runs out with nothing definite on the screen, a customer clicks
+    submit again (``click_again``), reloads (``reload``: the browser re-POSTs
+    the form, which a disabled button cannot stop) or gives up. After a generic
+    error page, ``retry_after_error`` of them submit again. ``double_click`` is
+    the share of accidental double clicks on the first submit. A spinner or
+    "taking longer" notice multiplies patience by ``spinner_patience`` and the
+    click-again habit by ``spinner_click``. Nobody submits more than
+    ``max_submits`` times.
+    """
+
+    patience_median_s: float = 30.0
+    patience_sigma: float = 0.5
+    patience_range_s: tuple[float, float] = (5.0, 600.0)
+    click_again: float = 0.5
+    reload: float = 0.2
+    retry_after_error: float = 0.5
+    double_click: float = 0.02
+    spinner_patience: float = 2.0
+    spinner_click: float = 0.3
+    max_submits: int = 3
+    think_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("click_again", "reload", "retry_after_error", "double_click", "spinner_click"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(
+                    f"customers.{name}: a probability must be in [0, 1], got {value!r}"
+                )
+        if self.click_again + self.reload > 1.0:
+            raise ValueError("customers.click_again + customers.reload: must not exceed 1")
+        for name in ("patience_median_s", "spinner_patience"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"customers.{name}: must be > 0, got {getattr(self, name)!r}")
+        if not self.patience_sigma >= 0:
+            raise ValueError(f"customers.patience_sigma: must be >= 0, got {self.patience_sigma!r}")
+        low, high = self.patience_range_s
+        if not 0 < low <= high:
+            raise ValueError("customers.patience_range_s: must be [min, max] with 0 < min <= max")
+        if isinstance(self.max_submits, bool) or not (
+            isinstance(self.max_submits, int) and self.max_submits >= 1
+        ):
+            raise ValueError(
+                f"customers.max_submits: must be an integer >= 1, got {self.max_submits!r}"
+            )
+        if not self.think_s >= 0:
+            raise ValueError(f"customers.think_s: must be >= 0, got {self.think_s!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """The shop's own server: its crashes, and how long the run goes on after the day.
+
+    ``crashes`` are times of day at which the backend process dies (every
+    running request handler, worker and reconciler is interrupted); it comes
+    back ``restart_s`` later with its journal. ``settle_s`` is the
+    reconciliation window after the last order of the day: the run continues
+    that long (or until nothing is left to do) before metrics are taken.
+    ``accept_s`` is the backend's own answer time for a page (no provider call).
+    """
+
+    crashes: tuple[float, ...] = ()
+    restart_s: float = 60.0
+    settle_s: float = 4 * 3600.0
+    accept_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("restart_s", "settle_s", "accept_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"backend.{name}: must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A day: traffic, customers, the provider (fault profile + payer) and the backend."""
+
+    name: str
+    description: str = ""
+    traffic: Traffic = field(default_factory=Traffic)
+    customers: Customers = field(default_factory=Customers)
+    faults: str = "calm"
+    payer: PayerModel = field(default_factory=PayerModel)
+    read_latency: float = 1.0
+    backend: Backend = field(default_factory=Backend)
+
+    def profile(self) -> FaultProfile:
+        """The provider's fault profile (``faults`` names one in ``data/faults/``)."""
+        return load_profile(self.faults)
+
+    def with_orders(self, orders: int) -> Scenario:
+        """The same day with ``orders`` orders (the arrival rate scales with it)."""
+        from dataclasses import replace
+
+        return replace(self, traffic=replace(self.traffic, orders=orders))
+
+
+_SECTIONS = {"name", "description", "traffic", "customers", "provider", "backend"}
+
+
+def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key}: must be a table ([{key}])")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ValueError(f"{where}.{key}: unknown field (valid: {', '.join(sorted(allowed))})")
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where}: must be a number, got {value!r}")
+    return float(value)
+
+
+def _pair(value: Any, where: str, *, integer: bool = False) -> tuple[Any, Any]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"{where}: must be a [min, max] pair, got {value!r}")
+    if integer:
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{where}: must be integers, got {value!r}")
+        return int(value[0]), int(value[1])
+    return _number(value[0], where), _number(value[1], where)
+
+
+def _build(cls: type[Any], values: dict[str, Any], where: str) -> Any:
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        text = str(exc)
+        raise ValueError(text if text.startswith(where) else f"{where}: {text}") from None
+    except TypeError as exc:  # pragma: no cover - guarded by _check_keys
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _traffic(table: Mapping[str, Any]) -> Traffic:
+    _check_keys(table, {f.name for f in fields(Traffic)}, "traffic")
+    values: dict[str, Any] = {}
+    if "orders" in table:
+        orders = table["orders"]
+        if isinstance(orders, bool) or not isinstance(orders, int):
+            raise ValueError(f"traffic.orders: must be an integer, got {orders!r}")
+        values["orders"] = orders
+    if "amount" in table:
+        values["amount"] = _pair(table["amount"], "traffic.amount", integer=True)
+    if "currency" in table:
+        if not isinstance(table["currency"], str):
+            raise ValueError(f"traffic.currency: must be a string, got {table['currency']!r}")
+        values["currency"] = table["currency"]
+    if "diurnal" in table:
+        raw = table["diurnal"]
+        if not isinstance(raw, list) or not raw:
+            raise ValueError("traffic.diurnal: must be a list of [time, weight] pairs")
+        points = []
+        for i, point in enumerate(raw):
+            where = f"traffic.diurnal[{i}]"
+            if not isinstance(point, list) or len(point) != 2:
+                raise ValueError(f"{where}: must be a [time, weight] pair, got {point!r}")
+            points.append((parse_time_of_day(point[0], where), _number(point[1], where)))
+        values["diurnal"] = tuple(points)
+    return _build(Traffic, values, "traffic")  # type: ignore[no-any-return]
+
+
+def _customers(table: Mapping[str, Any]) -> Customers:
+    _check_keys(table, {f.name for f in fields(Customers)}, "customers")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"customers.{key}"
+        if key == "patience_range_s":
+            values[key] = _pair(value, where)
+        elif key == "max_submits":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{where}: must be an integer, got {value!r}")
+            values[key] = value
+        else:
+            values[key] = _number(value, where)
+    return _build(Customers, values, "customers")  # type: ignore[no-any-return]
+
+
+def _provider(table: Mapping[str, Any]) -> tuple[str, PayerModel, float]:
+    _check_keys(table, {"faults", "payer", "read_latency"}, "provider")
+    read_latency = _number(table.get("read_latency", 1.0), "provider.read_latency")
+    if not 0 < read_latency <= 10:
+        raise ValueError(f"provider.read_latency: must be in (0, 10], got {read_latency!r}")
+    faults = table.get("faults", "calm")
+    if not isinstance(faults, str) or not faults:
+        raise ValueError(f"provider.faults: must be a fault profile name, got {faults!r}")
+    payer_table = _table(table, "payer")
+    _check_keys(payer_table, {f.name for f in fields(PayerModel)}, "provider.payer")
+    values: dict[str, Any] = {}
+    for key, value in payer_table.items():
+        where = f"provider.payer.{key}"
+        values[key] = _pair(value, where) if key == "decide_after_s" else _number(value, where)
+    payer = _build(PayerModel, values, "provider.payer")
+    return faults, payer, read_latency
+
+
+def _backend(table: Mapping[str, Any]) -> Backend:
+    _check_keys(table, {f.name for f in fields(Backend)}, "backend")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"backend.{key}"
+        if key == "crashes":
+            if not isinstance(value, list):
+                raise ValueError(f"{where}: must be a list of times of day, got {value!r}")
+            values[key] = tuple(
+                sorted(parse_time_of_day(v, f"{where}[{i}]") for i, v in enumerate(value))
+            )
+        else:
+            values[key] = _number(value, where)
+    return _build(Backend, values, "backend")  # type: ignore[no-any-return]
+
+
+def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
+    """Build a :class:`Scenario` from decoded TOML; errors name ``source`` and the field."""
+    try:
+        _check_keys(data, _SECTIONS, "scenario")
+        name = data.get("name", Path(source).stem)
+        if not isinstance(name, str) or not name:
+            raise ValueError("name: must be a non-empty string")
+        description = data.get("description", "")
+        if not isinstance(description, str):
+            raise ValueError("description: must be a string")
+        faults, payer, read_latency = _provider(_table(data, "provider"))
+        scenario = Scenario(
+            name=name,
+            description=" ".join(description.split()),
+            traffic=_traffic(_table(data, "traffic")),
+            customers=_customers(_table(data, "customers")),
+            faults=faults,
+            payer=payer,
+            read_latency=read_latency,
+            backend=_backend(_table(data, "backend")),
+        )
+        try:
+            scenario.profile()
+        except LookupError as exc:
+            raise ValueError(f"provider.faults: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{source}: {str(exc).removeprefix('scenario.')}") from None
+    return scenario
+
+
+def _scenarios_dir() -> Any:
+    return files("payflow.data") / "scenarios"
+
+
+def scenario_names() -> list[str]:
+    """Names of the scenarios shipped in ``data/scenarios/``, sorted."""
+    return sorted(
+        entry.name.removesuffix(".toml")
+        for entry in _scenarios_dir().iterdir()
+        if entry.name.endswith(".toml")
+    )
+
+
+def load_scenario(name: str) -> Scenario:
+    """Load a shipped scenario by name, or a TOML file by path.
+
+    Raises :class:`LookupError` listing the valid names when ``name`` is
+    unknown, and :class:`ValueError` naming the file and field when a file is bad.
+    """
+    if name.endswith(".toml") and Path(name).is_file():
+        path = Path(name)
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    else:
+        names = scenario_names()
+        if name not in names:
+            raise LookupError(f"unknown scenario {name!r} (valid: {', '.join(names)})")
+        text = (_scenarios_dir() / f"{name}.toml").read_text(encoding="utf-8")
+        source = f"data/scenarios/{name}.toml"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: not valid TOML: {exc}") from None
+    return parse_scenario(data, source)
