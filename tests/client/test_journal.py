@@ -100,7 +100,7 @@ def test_bad_paths_name_the_path(tmp_path: Path) -> None:
         SqliteJournal(tmp_path)
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(os.urandom(4096))
-    with pytest.raises(JournalError, match="corrupt.db") as info:
+    with pytest.raises(JournalError, match=r"corrupt\.db") as info:
         SqliteJournal(corrupt)
     assert isinstance(info.value, PayflowError) and info.value.path == str(corrupt)
     other = tmp_path / "other.db"
