@@ -215,18 +215,21 @@ def _find_after_unknown(
     Keyless creates can only be looked up by order.
     """
     if request is not None and request.idempotency_key is not None:
+        # At most max_attempts more sends of the create: within MobilePay's 6 requests.
+        single = replace(ctx.policy.retry, max_attempts=1)
         previous: float | None = None
         for attempt in range(ctx.policy.retry.max_attempts):
+            if attempt:
+                previous = ctx.policy.retry.backoff.delay(attempt - 1, previous, ctx.rng)
+                yield Sleep(max(previous, ctx.policy.polling.default_delay))
             try:
-                resp = yield from call(request, ctx, order_id)
+                resp = yield from call(request, ctx, order_id, retry=single)
             except PayflowError:
-                return None
+                continue
             if resp.ok:
                 return resp.body
             if not _in_progress(resp):
                 return None
-            previous = ctx.policy.retry.backoff.delay(attempt, previous, ctx.rng)
-            yield Sleep(max(previous, ctx.policy.polling.default_delay))
         return None
     try:
         payments = yield from _lookup(order_id, ctx)
