@@ -157,10 +157,10 @@ def test_throttled_to_the_end_gives_up_and_recovers(
 ) -> None:
     events = EventLog()
     client = make_client(hooks=[events])
-    provider.profile.push("throttle", "throttle", "throttle")
+    provider.profile.push(*["throttle"] * 6)  # the create, then the same-key probe
     oid = order_id()
-    # The core counts an answered attempt as "maybe sent", so three 429s end as
-    # an unknown outcome kept for recheck (never as a charge).
+    # The core counts an answered attempt as "maybe sent", so 429s to the end are
+    # an unknown outcome kept for recheck (never a charge).
     with pytest.raises((OutcomeUnknown, ProviderUnavailable)):
         client.pay(oid, 100)
     assert provider.payments(oid) == []
