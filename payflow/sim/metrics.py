@@ -21,6 +21,9 @@ refunds             refunds the shop's reconciliation issued for it
 unresolved          the shop's journal still holds it, or a payment of it is
                     still waiting for the payer
 free_order          shipped, but nothing is charged (a refund too many)
+unhappy_customer    which of the exercise's unhappy customers the order is:
+                    1 silent charge; 2 charged twice after one submit (retries);
+                    3 charged twice after several submits; 0 none of them
 ==================  ==========================================================
 
 Event times (``*_at_s``) are seconds since midnight of the simulated day.
@@ -59,6 +62,7 @@ ORDER_COLUMNS = (
     "lost_sale",
     "unresolved",
     "free_order",
+    "unhappy_customer",
     "fulfilled",
     "gave_up",
     "outcome",
@@ -108,6 +112,8 @@ def order_frame(day: Day) -> pd.DataFrame:
                 waiting = True
         fulfilled = order.fulfilled_at is not None
         first = _first(order.feedback_at, order.email_at)
+        silent = charged > 0 and fulfilled and order.gave_up
+        unhappy = 1 if silent else (0 if charged < 2 else (2 if order.submits == 1 else 3))
         values = {
             "order_id": order.order_id,
             "arrival_s": order.arrival,
@@ -122,11 +128,12 @@ def order_frame(day: Day) -> pd.DataFrame:
             "refunds": refunds_of.get(order.order_id, 0),
             "refunded_amount": refunded_amount,
             "duplicate_charge": charged > 1,
-            "silent_charge": charged > 0 and fulfilled and order.gave_up,
+            "silent_charge": silent,
             "orphan_charge": charged > 0 and not fulfilled,
             "lost_sale": order.gave_up and charged == 0,
             "unresolved": waiting or order.order_id in in_journal,
             "free_order": fulfilled and charged == 0,
+            "unhappy_customer": unhappy,
             "fulfilled": fulfilled,
             "gave_up": order.gave_up,
             "outcome": order.outcome or "none",

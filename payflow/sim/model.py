@@ -521,6 +521,7 @@ class Day:
         try:
             result = yield from run_flow(recheck(record, self.context()), self.io, order)
         except simpy.Interrupt:
+            order.note(env.now, "recheck", "killed by a crash")
             return
         except PayflowError:  # pragma: no cover - recheck reports instead of raising
             return

@@ -111,14 +111,14 @@ class Strategy:
 # --------------------------------------------------------------- policies
 _NO_BACKOFF = Backoff(Jitter.NONE, 0.0, 0.0)
 
-#: A typical hand-rolled client: 15 s timeouts, 3 attempts at once, retries a
+#: A typical hand-rolled client: 10 s timeouts, 3 attempts at once, retries a
 #: keyless POST after a timeout, no cleanup after giving up on polling.
 NAIVE_POLICY = Policy(
     retry=RetryPolicy(
         max_attempts=3,
         deadline=None,
         backoff=_NO_BACKOFF,
-        timeouts=Timeouts(write=15.0, read=15.0, poll=15.0),
+        timeouts=Timeouts(write=10.0, read=10.0, poll=10.0),
         retry_unsafe=True,
     ),
     key_scope=KeyScope.NONE,
@@ -138,7 +138,7 @@ MOBILEPAY_POLICY = Policy(
 
 NAIVE = Strategy(
     "naive",
-    "what the exercise's shop did: synchronous call, 15 s timeouts, blind retries "
+    "what the exercise's shop did: synchronous call, 10 s timeouts, blind retries "
     "without a key, no feedback, no lock, no reconciliation",
     NAIVE_POLICY,
 )
