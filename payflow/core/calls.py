@@ -131,7 +131,11 @@ def call(
             last = outcome if isinstance(outcome, Response) else None
             raise _give_up_error(request, reference, decision.reason, decision.maybe_sent, last)
         assert isinstance(decision, RetryAfter)
-        maybe_sent = maybe_sent or not isinstance(outcome, NotSent)
+        # Refused connections and 429s were certainly not acted on; anything else may be.
+        maybe_sent = maybe_sent or not (
+            isinstance(outcome, NotSent)
+            or (isinstance(outcome, Response) and outcome.status == 429)
+        )
         cost_paid += decision.cost
         yield Emit(
             Retry(request.operation, reference, attempt, decision.delay, decision.reason, now)

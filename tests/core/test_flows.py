@@ -299,3 +299,10 @@ def test_events_describe_attempts_retries_and_give_ups() -> None:
         d.run(pay("o-1", 1000, "DKK", ctx()))
     kinds = [type(e) for e in d.events]
     assert kinds.count(Attempt) >= 3 and Retry in kinds and GaveUp in kinds
+
+
+def test_a_create_only_ever_throttled_was_never_sent() -> None:
+    d = ScriptedDriver(lambda req, now: error(429, "too_many_requests", **{"Retry-After": "0"}))
+    with pytest.raises(ProviderUnavailable):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert d.journal == {}
