@@ -134,6 +134,7 @@ def run_flow(flow: Flow[T], io: FlowIO, sink: Sink) -> Generator[simpy.Event, An
     records = journal.records
     owned: list[str] = []
     send = flow.send
+    on_event, on_call, call, timeout = sink.on_event, sink.on_call, io.call, env.timeout
     value: Any = None
     try:
         while True:
@@ -145,13 +146,13 @@ def run_flow(flow: Flow[T], io: FlowIO, sink: Sink) -> Generator[simpy.Event, An
             if cls is Now:
                 value = env.now
             elif cls is Emit:
-                sink.on_event(effect.event)  # type: ignore[union-attr]
+                on_event(effect.event)  # type: ignore[union-attr]
                 value = None
             elif cls is Call:
-                sink.on_call(effect, env.now)  # type: ignore[arg-type]
-                value = yield io.call(effect)  # type: ignore[arg-type]
+                on_call(effect, env.now)  # type: ignore[arg-type]
+                value = yield call(effect)  # type: ignore[arg-type]
             elif cls is Sleep:
-                yield env.timeout(effect.seconds)  # type: ignore[union-attr]
+                yield timeout(effect.seconds)  # type: ignore[union-attr]
                 value = None
             elif cls is Save:
                 record = effect.record  # type: ignore[union-attr]

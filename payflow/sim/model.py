@@ -172,6 +172,7 @@ class Day:
             scenario.profile(),
             random.Random(f"{seed}:faults"),
             read_latency=scenario.read_latency,
+            queue_limit=scenario.queue_limit,
             on_commit=self._on_commit if trace else None,
         )
         self.journal = Journal()

@@ -116,12 +116,14 @@ class ProviderStats:
 
     ``wait_s`` sums the time requests queued for a slot, ``busy_s`` the time
     slots were held; ``served`` counts requests that got a slot, ``throttled``
-    those answered 429 before queueing.
+    those answered 429 before queueing, ``shed`` those refused with 503
+    because ``queue_limit`` requests were already waiting.
     """
 
     requests: int = 0
     served: int = 0
     throttled: int = 0
+    shed: int = 0
     lost: int = 0
     resets: int = 0
     errors: int = 0
@@ -138,6 +140,7 @@ class ProviderStats:
 
 _UNAVAILABLE_BODY = error_body("service_unavailable", "server: temporarily unavailable", "sim")
 _TIMED_OUT_RESET = TimedOut("connection reset")
+_SHED = Response(503, error_body("overloaded", "server: queue full, retry later", "sim"))
 
 
 class _Job:
@@ -228,7 +231,9 @@ class ProviderModel:
     already triggered, e.g. by the client's timeout). ``ledger=None`` gives a
     bare queue that answers 200 -- handy for queueing checks. ``read_latency``
     scales the latencies of GETs (a status read is cheaper than creating a
-    payment; the profile's latencies describe writes). ``on_commit`` is
+    payment; the profile's latencies describe writes). ``queue_limit`` sheds
+    load: with that many requests waiting, a new one is refused at once with
+    a 503 and nothing happens (``None``: the queue is unbounded). ``on_commit`` is
     called as ``on_commit(request, response, now)`` whenever the ledger applied
     a request (the simulation traces payment creations with it).
     """
@@ -244,6 +249,7 @@ class ProviderModel:
         client_id: str = "shop",
         service: ServiceSampler | None = None,
         read_latency: float = 1.0,
+        queue_limit: int | None = None,
         on_commit: Callable[[Request, Response, float], None] | None = None,
     ) -> None:
         self.env = env
@@ -256,6 +262,9 @@ class ProviderModel:
         if not read_latency > 0:
             raise ValueError(f"read_latency: must be > 0, got {read_latency!r}")
         self.read_latency = read_latency
+        if queue_limit is not None and queue_limit < 0:
+            raise ValueError(f"queue_limit: must be >= 0 or None, got {queue_limit!r}")
+        self.queue_limit = queue_limit
         self.on_commit = on_commit
         self.stats = ProviderStats()
         self._faults_cache: dict[int, Faults] = {}
@@ -311,6 +320,15 @@ class ProviderModel:
         capacity = self.capacity
         if faults.capacity != capacity._capacity:
             capacity.resize(faults.capacity)
+        limit = self.queue_limit
+        if (
+            limit is not None
+            and len(capacity.put_queue) >= limit
+            and (limit or len(capacity.users) >= capacity._capacity)
+        ):
+            stats.shed += 1  # load shedding: refused before any work, nothing happens
+            reply.succeed(_SHED)
+            return self.env.now
         job = _Job(self, request, reply, draw, faults)
         job.slot = capacity.acquire(job, job.granted)
         waiting = len(capacity.put_queue)

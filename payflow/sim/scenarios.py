@@ -20,6 +20,7 @@ A scenario is a TOML file in ``data/scenarios/`` (shipped as the package
     [provider]
     faults = "slow-provider-day"   # a profile in data/faults/
     read_latency = 0.3             # GETs take this share of the profile's latency
+    queue_limit = 2000             # more waiting than this: 503 at once (load shedding)
     [provider.payer]               # payflow.provider.ledger.PayerModel
     decide_after_s = [1.0, 6.0]
 
@@ -228,6 +229,7 @@ class Scenario:
     faults: str = "calm"
     payer: PayerModel = field(default_factory=PayerModel)
     read_latency: float = 1.0
+    queue_limit: int | None = None
     backend: Backend = field(default_factory=Backend)
 
     def profile(self) -> FaultProfile:
@@ -328,8 +330,13 @@ def _customers(table: Mapping[str, Any]) -> Customers:
     return _build(Customers, values, "customers")  # type: ignore[no-any-return]
 
 
-def _provider(table: Mapping[str, Any]) -> tuple[str, PayerModel, float]:
-    _check_keys(table, {"faults", "payer", "read_latency"}, "provider")
+def _provider(table: Mapping[str, Any]) -> tuple[str, PayerModel, float, int | None]:
+    _check_keys(table, {"faults", "payer", "read_latency", "queue_limit"}, "provider")
+    queue_limit = table.get("queue_limit")
+    if queue_limit is not None and (
+        isinstance(queue_limit, bool) or not isinstance(queue_limit, int) or queue_limit < 0
+    ):
+        raise ValueError(f"provider.queue_limit: must be an integer >= 0, got {queue_limit!r}")
     read_latency = _number(table.get("read_latency", 1.0), "provider.read_latency")
     if not 0 < read_latency <= 10:
         raise ValueError(f"provider.read_latency: must be in (0, 10], got {read_latency!r}")
@@ -343,7 +350,7 @@ def _provider(table: Mapping[str, Any]) -> tuple[str, PayerModel, float]:
         where = f"provider.payer.{key}"
         values[key] = _pair(value, where) if key == "decide_after_s" else _number(value, where)
     payer = _build(PayerModel, values, "provider.payer")
-    return faults, payer, read_latency
+    return faults, payer, read_latency, queue_limit
 
 
 def _backend(table: Mapping[str, Any]) -> Backend:
@@ -372,7 +379,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         description = data.get("description", "")
         if not isinstance(description, str):
             raise ValueError("description: must be a string")
-        faults, payer, read_latency = _provider(_table(data, "provider"))
+        faults, payer, read_latency, queue_limit = _provider(_table(data, "provider"))
         scenario = Scenario(
             name=name,
             description=" ".join(description.split()),
@@ -381,6 +388,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
             faults=faults,
             payer=payer,
             read_latency=read_latency,
+            queue_limit=queue_limit,
             backend=_backend(_table(data, "backend")),
         )
         try:
