@@ -54,7 +54,8 @@ def create_payment(
 
 def get_payment(payment_id: str, *, polling: bool = True) -> Request:
     kind = CallKind.POLL if polling else CallKind.READ
-    return Request("GET", f"/v10/payments/{payment_id}", None, None, kind, operation="poll")
+    operation = "poll" if polling else "status"
+    return Request("GET", f"/v10/payments/{payment_id}", None, None, kind, operation=operation)
 
 
 def find_payments(order_id: str) -> Request:

@@ -82,13 +82,15 @@ def call(
     ctx: Context,
     reference: str = "",
     retry: RetryPolicy | None = None,
+    sent: list[int] | None = None,
 ) -> Flow[Response]:
     """Send ``request`` under the retry policy and return the final response.
 
     The final response is a 2xx, a 409 (out of sync: the caller queries the
     resource) or another 4xx. Raises :class:`ProviderUnavailable` when retrying
     stopped and no attempt can have had an effect (or the request was a read),
-    and :class:`OutcomeUnknown` when one may have.
+    and :class:`OutcomeUnknown` when one may have. ``sent``, if given, is a
+    one-item list whose count is increased by every attempt.
     """
     policy = retry or ctx.policy.retry
     per_attempt = ctx.policy.key_scope is KeyScope.PER_ATTEMPT and request.method == "POST"
@@ -102,6 +104,8 @@ def call(
             yield Emit(GaveUp(request.operation, reference, attempt - 1, "deadline", now))
             raise _give_up_error(request, reference, "deadline", maybe_sent, None)
         key = request.idempotency_key
+        if sent is not None:
+            sent[0] += 1  # the caller counts requests per operation (MobilePay: at most 6)
         yield Emit(Attempt(request.operation, reference, attempt, key, timeout, now))
         outcome = yield Call(request, timeout)
         now = yield Now()

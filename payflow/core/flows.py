@@ -37,6 +37,7 @@ from payflow.core.errors import (
 from payflow.core.events import StateChanged
 from payflow.core.keys import KeyScope, derived_key, new_key
 from payflow.core.messages import Emit, Forget, Now, PendingRecord, Request, Response, Save, Sleep
+from payflow.core.policy import MAX_ATTEMPTS_ALLOWED
 from payflow.core.states import PaymentState, advance, from_provider
 
 __all__ = ["PaymentResult", "cancel", "pay", "payment_key", "refund", "status"]
@@ -134,6 +135,8 @@ def pay(
     validate.currency(currency)
     if pos_id is not None:
         validate.reference(pos_id, "pos_id")
+    if key is not None:
+        validate.idempotency_key(key)
     sent_key = key if key is not None else payment_key(order_id, ctx)
     journal_key = sent_key if sent_key is not None else new_key(ctx.rng)
     now: float = yield Now()
@@ -145,13 +148,14 @@ def pay(
     tracker = _Tracker(order_id)
     request = api.create_payment(order_id, amount, currency, sent_key, pos_id)
     body: Mapping[str, Any] | None
+    sent = [0]
     try:
-        resp = yield from call(request, ctx, order_id)
+        resp = yield from call(request, ctx, order_id, sent=sent)
     except ProviderUnavailable:
         yield Forget(journal_key)  # no attempt can have reached the provider
         raise
     except OutcomeUnknown as exc:
-        body = yield from _find_after_unknown(order_id, ctx, request)
+        body = yield from _find_after_unknown(order_id, ctx, request, now, sent)
         if body is None:
             yield Save(replace(record, state="recheck"))
             raise OutcomeUnknown(
@@ -173,11 +177,12 @@ def pay(
             )
         if resp.status == 409:
             # Out of sync (a submit with this key still in flight): query.
-            body = yield from _find_after_unknown(order_id, ctx, request)
+            body = yield from _find_after_unknown(order_id, ctx, request, now, sent)
             if body is None:
                 yield Save(replace(record, state="recheck"))
-                raise ConflictError(
-                    "create answered 409 and no payment was found for the order",
+                raise OutcomeUnknown(
+                    "create is still in progress at the provider; treat as not paid "
+                    "-- the journal keeps it for recheck",
                     correlation_id=resp.correlation_id,
                     status=409,
                     **refs,
@@ -191,7 +196,17 @@ def pay(
     refs["payment_id"] = payment_id
     record = replace(record, payment_id=payment_id)
     yield Save(record)
-    result = yield from _settle(body, record, ctx, tracker, refs)
+    try:
+        result = yield from _settle(body, record, ctx, tracker, refs)
+    except (ProviderUnavailable, RequestRejected) as exc:
+        # The payment exists: whatever failed afterwards, money may have been taken.
+        yield Save(replace(record, state="recheck"))
+        raise OutcomeUnknown(
+            f"payment created but its outcome could not be read ({exc.message}); treat as "
+            "not paid -- the journal keeps it for recheck",
+            correlation_id=exc.correlation_id,
+            **refs,
+        ) from exc
     if not keep_record:
         yield Forget(journal_key)
     return result
@@ -203,7 +218,11 @@ def _in_progress(resp: Response) -> bool:
 
 
 def _find_after_unknown(
-    order_id: str, ctx: Context, request: Request | None = None
+    order_id: str,
+    ctx: Context,
+    request: Request | None = None,
+    started: float | None = None,
+    sent: list[int] | None = None,
 ) -> Flow[Mapping[str, Any] | None]:
     """After an unanswered (or in-progress) create, find *this operation's* payment.
 
@@ -211,19 +230,37 @@ def _find_after_unknown(
     first answer, or creates the payment if the first never arrived. Looking
     the order up instead could adopt another operation's payment for the same
     order (a caller's second try with a new key), leaving its own orphaned.
-    While the first request is still in progress (409), wait and ask again.
+    While the first request is still in progress (409), wait and ask again --
+    until the operation's deadline (counted from ``started``) and within
+    MobilePay's 6 requests per operation; then the outcome stays unknown.
     Keyless creates can only be looked up by order.
     """
     if request is not None and request.idempotency_key is not None:
-        # At most max_attempts more sends of the create: within MobilePay's 6 requests.
-        single = replace(ctx.policy.retry, max_attempts=1)
+        retry = ctx.policy.retry
+        sent = sent if sent is not None else [retry.max_attempts]
         previous: float | None = None
-        for attempt in range(ctx.policy.retry.max_attempts):
+        attempt = -1
+        while sent[0] < MAX_ATTEMPTS_ALLOWED:
+            attempt += 1
+            now: float = yield Now()
+            left = (
+                None
+                if retry.deadline is None or started is None
+                else (retry.deadline - (now - started))
+            )
             if attempt:
-                previous = ctx.policy.retry.backoff.delay(attempt - 1, previous, ctx.rng)
-                yield Sleep(max(previous, ctx.policy.polling.default_delay))
+                previous = retry.backoff.delay(attempt - 1, previous, ctx.rng)
+                pause = max(previous, ctx.policy.polling.default_delay)
+                if left is not None and pause + retry.min_attempt_timeout >= left:
+                    return None
+                yield Sleep(pause)
+                if left is not None:
+                    left -= pause
+            if left is not None and left < retry.min_attempt_timeout:
+                return None
+            single = replace(retry, max_attempts=1, deadline=left)
             try:
-                resp = yield from call(request, ctx, order_id, retry=single)
+                resp = yield from call(request, ctx, order_id, retry=single, sent=sent)
             except PayflowError:
                 continue
             if resp.ok:
@@ -373,7 +410,10 @@ def refund(
     validate.reference(payment_id, "payment_id")
     validate.amount(amount)
     validate.reference(reference, "reference")
-    key = key or new_key(ctx.rng)
+    if key is None:
+        # Derived, so a caller retrying a refund with the same reference reuses the key.
+        key = derived_key("refund", payment_id, reference)
+    validate.idempotency_key(key)
     now: float = yield Now()
     yield Save(PendingRecord(reference, key, "refund", amount, currency, now, payment_id))
     refs = {"reference": reference, "payment_id": payment_id, "idempotency_key": key}

@@ -251,9 +251,13 @@ class RetryPolicy:
         server_delay = retry_after_seconds(outcome) if isinstance(outcome, Response) else None
         delay = self.backoff.delay(attempt - 1, previous_delay, rng)
         if server_delay is not None:
-            if self.deadline is not None and elapsed + server_delay >= self.deadline:
-                return GiveUp("server-delay", outcome, maybe_sent)  # fail fast
-            delay = max(delay, min(server_delay, self.max_server_delay))
+            too_long = server_delay > self.max_server_delay or (
+                self.deadline is not None and elapsed + server_delay >= self.deadline
+            )
+            if too_long:
+                # Retrying before the server said so only adds load: fail fast instead.
+                return GiveUp("server-delay", outcome, maybe_sent)
+            delay = max(delay, server_delay)
         if self.deadline is not None:
             next_timeout = self.timeouts.for_request(request)
             if elapsed + delay + min(next_timeout, self.min_attempt_timeout) > self.deadline:
@@ -287,6 +291,7 @@ class PollSchedule:
 
     deadline: float = 300.0
     default_delay: float = 1.0
+    min_delay: float = 0.1  # never poll faster, even if the server says 0 ms
     on_no_answer: str = "backoff"
     backoff: Backoff = field(default_factory=lambda: Backoff(Jitter.FULL, 0.5, 8.0))
 
@@ -297,6 +302,8 @@ class PollSchedule:
             )
         if not self.deadline > 0:
             raise ValueError(f"polling deadline must be > 0 seconds, got {self.deadline!r}")
+        if not self.min_delay > 0:
+            raise ValueError(f"polling min_delay must be > 0 seconds, got {self.min_delay!r}")
 
     def next_delay(
         self,
@@ -313,6 +320,7 @@ class PollSchedule:
         floor = (
             last_poll_delay_ms / 1000.0 if last_poll_delay_ms is not None else self.default_delay
         )
+        floor = max(floor, self.min_delay)
         if failures_in_a_row == 0 or self.on_no_answer == "last-delay":
             return floor
         return max(floor, self.backoff.delay(failures_in_a_row - 1, previous_delay, rng))

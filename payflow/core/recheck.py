@@ -94,7 +94,14 @@ def _payments_of(record: PendingRecord, ctx: Context) -> Flow[list[Mapping[str, 
             # The first create is still being processed: settle it on a later recheck
             # (a lookup by order could touch another operation's payment).
             raise OutcomeUnknown("the create is still in progress", reference=record.reference)
-        return []  # refused (and replayed as refused): nothing was created
+        if resp.status in (400, 409, 422):
+            return []  # refused for what it is (and replayed as refused): nothing was created
+        # 401/403/404 and the like say nothing about the payment: keep the record.
+        raise OutcomeUnknown(
+            f"recheck could not replay the create (HTTP {resp.status})",
+            reference=record.reference,
+            status=resp.status,
+        )
     return (yield from _lookup(record.reference, ctx))
 
 

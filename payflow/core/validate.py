@@ -10,12 +10,28 @@ import re
 
 from payflow.core.errors import InvalidRequest
 
-__all__ = ["MAX_AMOUNT", "amount", "currency", "reference"]
+__all__ = [
+    "CURRENCY_PATTERN",
+    "KEY_PATTERN",
+    "MAX_AMOUNT",
+    "REFERENCE_PATTERN",
+    "amount",
+    "currency",
+    "idempotency_key",
+    "reference",
+]
 
-#: Largest amount accepted, in minor units (one billion kroner in øre).
-MAX_AMOUNT = 100_000_000_000
-_REFERENCE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_CURRENCY = re.compile(r"[A-Z]{3}")
+#: Largest amount accepted, in minor units (ten million kroner in øre); the
+#: reference provider uses the same limit, so client and provider agree.
+MAX_AMOUNT = 1_000_000_000
+#: Merchant references (order ids, refund references, point-of-sale ids).
+REFERENCE_PATTERN = r"[A-Za-z0-9._:-]{1,64}"
+#: Idempotency keys (UUIDs fit).
+KEY_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+CURRENCY_PATTERN = r"[A-Z]{3}"
+_REFERENCE = re.compile(REFERENCE_PATTERN)
+_KEY = re.compile(KEY_PATTERN)
+_CURRENCY = re.compile(CURRENCY_PATTERN)
 
 
 def amount(value: object, field: str = "amount") -> int:
@@ -46,5 +62,14 @@ def reference(value: object, field: str) -> str:
         shown = value if len(value) <= 70 else value[:67] + "..."
         raise InvalidRequest(
             field, f"must be 1-64 characters of letters, digits and . _ : -, got {shown!r}"
+        )
+    return value
+
+
+def idempotency_key(value: object, field: str = "key") -> str:
+    """An idempotency key: 1-64 characters of letters, digits, ``-`` and ``_``."""
+    if not isinstance(value, str) or not _KEY.fullmatch(value):
+        raise InvalidRequest(
+            field, "must be 1-64 characters of letters, digits, - and _ (a UUID fits)"
         )
     return value

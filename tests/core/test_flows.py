@@ -306,3 +306,90 @@ def test_a_create_only_ever_throttled_was_never_sent() -> None:
     with pytest.raises(ProviderUnavailable):
         d.run(pay("o-1", 1000, "DKK", ctx()))
     assert d.journal == {}
+
+
+# -- after an unknown create: re-send with the same key -------------------------
+
+
+def _resend_provider(in_progress_until: float, created: list[str]) -> Any:
+    """The first create is lost; re-sends see 409 in progress until the commit."""
+
+    def answer(req: Request, now: float) -> Any:
+        if req.path == "/v10/payments" and req.method == "POST":
+            created.append(req.idempotency_key or "")
+            if len(created) == 1:
+                return TimedOut()
+            if now < in_progress_until:
+                return error(409, "request_in_progress")
+            return ok(payment("captured"), 201)
+        return ok(payment("captured"))
+
+    return answer
+
+
+def test_in_progress_create_is_awaited_and_replayed() -> None:
+    sends: list[str] = []
+    d = ScriptedDriver(_resend_provider(5.0, sends))
+    result = d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert result.state == "captured"
+    assert len(set(sends)) == 1 and len(sends) <= 6  # MobilePay: at most 6 requests
+
+
+def test_in_progress_past_the_deadline_is_unknown_not_a_conflict() -> None:
+    sends: list[str] = []
+    d = ScriptedDriver(_resend_provider(1e9, sends))
+    policy = RetryPolicy(deadline=10.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx(retry=policy)))
+    assert d.now <= 10.0 and len(sends) <= 6
+    assert next(iter(d.journal.values())).state == "recheck"
+
+
+def test_every_create_timing_out_never_passes_the_deadline() -> None:
+    d = ScriptedDriver(lambda req, now: TimedOut())
+    policy = RetryPolicy(deadline=10.0)
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx(retry=policy)))
+    assert d.now <= 10.0
+    assert len(d.calls) <= 6
+
+
+def test_failure_after_the_payment_exists_is_unknown_not_unavailable() -> None:
+    def provider(req: Request, now: float) -> Any:
+        if req.method == "POST" and req.path == "/v10/payments":
+            return ok(payment("reserved"), 201)
+        return TimedOut()  # capture and the status read both go unanswered
+
+    d = ScriptedDriver(provider)
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert next(iter(d.journal.values())).state == "recheck"
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 500])
+def test_recheck_keeps_the_record_when_the_replay_says_nothing(status: int) -> None:
+    d = ScriptedDriver(lambda req, now: error(status))
+    rec = _record(d)
+    result = d.run(recheck(rec, ctx(retry=RetryPolicy(max_attempts=1))))
+    assert result.action == "kept" and len(d.journal) == 1
+
+
+def test_recheck_forgets_when_the_replay_was_refused_for_what_it_is() -> None:
+    d = ScriptedDriver([error(400, "invalid_amount")])
+    rec = _record(d)
+    assert d.run(recheck(rec, ctx())).action == "forgotten" and d.journal == {}
+
+
+def test_refund_without_key_derives_it_from_the_reference() -> None:
+    a = ScriptedDriver([ok({"refundId": "r-1"}, 201)])
+    b = ScriptedDriver([ok({"refundId": "r-1"}, 201)])
+    a.run(refund("p-1", 500, "rf-1", ctx()))
+    b.run(refund("p-1", 500, "rf-1", Context(Policy(), random.Random(99))))
+    assert a.calls[0][1].idempotency_key == b.calls[0][1].idempotency_key
+
+
+def test_a_bad_key_is_refused_before_anything_happens() -> None:
+    d = ScriptedDriver([])
+    with pytest.raises(InvalidRequest) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(), key="has spaces"))
+    assert info.value.field == "key" and d.saves == []

@@ -127,12 +127,13 @@ def test_retry_after_parsing(headers: dict[str, str], expected: float | None) ->
     assert retry_after_seconds(Response(429, {}, headers)) == expected
 
 
-def test_retry_after_is_honoured_and_capped() -> None:
+def test_retry_after_is_honoured_never_shortened() -> None:
     policy = RetryPolicy(deadline=None, max_server_delay=5.0, backoff=Backoff(Jitter.NONE, 0, 0))
     d = decide(policy, GET, Response(429, {}, {"Retry-After": "3"}))
     assert isinstance(d, RetryAfter) and d.delay == 3.0 and d.server_asked
+    # Asked to wait longer than it will: give up rather than retry early.
     d = decide(policy, GET, Response(429, {}, {"Retry-After": "60"}))
-    assert isinstance(d, RetryAfter) and d.delay == 5.0
+    assert isinstance(d, GiveUp) and d.reason == "server-delay"
 
 
 def test_server_delay_past_the_deadline_fails_fast() -> None:
@@ -178,3 +179,9 @@ def test_poll_without_answer_uses_last_delay_or_backoff() -> None:
 def test_poll_schedule_validates() -> None:
     with pytest.raises(ValueError, match="on_no_answer"):
         PollSchedule(on_no_answer="sometimes")
+
+
+def test_polls_are_never_faster_than_the_floor() -> None:
+    assert PollSchedule().next_delay(0, 0, None, random.Random(0)) == 0.1
+    with pytest.raises(ValueError, match="min_delay"):
+        PollSchedule(min_delay=0)
