@@ -121,7 +121,9 @@ def wilson_interval(count: int, total: int, z: float = 1.96) -> tuple[float, flo
     denom = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    low = 0.0 if count <= 0 else max(0.0, centre - half)
+    high = 1.0 if count >= total else min(1.0, centre + half)
+    return (low, high)
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
