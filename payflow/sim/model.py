@@ -185,7 +185,8 @@ class Day:
         self.up = True
         self.customers_active = 0
         self._recheck_due: dict[str, tuple[float, int]] = {}
-        self.workers: set[simpy.Process] = set()
+        # A dict, not a set: crashes interrupt in a deterministic (insertion) order.
+        self.workers: dict[simpy.Process, None] = {}
         self.last_arrival = self.orders[-1].arrival if self.orders else 0.0
         self.end = max(DAY_S, self.last_arrival) + scenario.backend.settle_s
         self._spinner = strategy.feedback == "spinner" or (
@@ -416,7 +417,7 @@ class Day:
         done = simpy.Event(self.env)
         order.inflight = done
         process = self.env.process(self._pay(order, done))
-        self.workers.add(process)
+        self.workers[process] = None
         return done
 
     def _pay(self, order: Order, done: simpy.Event) -> Generator[simpy.Event, Any, None]:
@@ -450,7 +451,7 @@ class Day:
             message = "error"
         finally:
             if active is not None:
-                self.workers.discard(active)
+                self.workers.pop(active, None)
             if order.inflight is done:
                 order.inflight = None
             done.succeed(message)
@@ -499,13 +500,14 @@ class Day:
                 env.process(self._recheck(record))
                 for record in records[start : start + _RECHECK_BATCH]
             ]
-            self.workers.update(batch)
+            self.workers.update(dict.fromkeys(batch))
             try:
                 yield env.all_of(batch)
             except simpy.Interrupt:
                 return  # a crash: the interrupted rechecks keep their records
             finally:
-                self.workers.difference_update(batch)
+                for process in batch:
+                    self.workers.pop(process, None)
             if not self.up:
                 return
 
@@ -565,9 +567,9 @@ class Day:
         self.up = True
         if self.strategy.recover_on_restart:
             process = env.process(self._recheck_abandoned(all_due=True))
-            self.workers.add(process)
+            self.workers[process] = None
             yield process
-            self.workers.discard(process)
+            self.workers.pop(process, None)
 
 
 def _settle(event: simpy.Event, value: Any) -> None:

@@ -20,7 +20,10 @@ from payflow.sim.provider import ProviderStats
 from payflow.sim.scenarios import Scenario, load_scenario
 from payflow.sim.strategies import Strategy, get_strategy
 
-__all__ = ["Result", "resolve_scenario", "run"]
+__all__ = ["TRACE_AUTO_MAX_ORDERS", "Result", "resolve_scenario", "run"]
+
+#: ``run(trace=None)`` keeps timelines for runs up to this many orders.
+TRACE_AUTO_MAX_ORDERS = 20_000
 
 
 @dataclass(frozen=True)
@@ -75,13 +78,15 @@ def run(
     seed: int = 0,
     orders: int | None = None,
     *,
-    trace: bool = True,
+    trace: bool | None = None,
     progress: Callable[[float, float], None] | None = None,
 ) -> Result:
     """Simulate one day of ``scenario`` under ``strategy``.
 
     ``orders`` replaces the day's order count (the arrival rate scales with it).
-    ``trace=False`` keeps no per-order timelines (less memory for big sweeps).
+    ``trace`` keeps each order's timeline for :meth:`Result.trace` (about 5 kB
+    an order); ``None`` keeps them for runs of up to
+    :data:`TRACE_AUTO_MAX_ORDERS` orders.
     ``progress(now, end)`` is called every simulated quarter hour.
     Same arguments, same result.
     """
@@ -90,6 +95,8 @@ def run(
     st = get_strategy(strategy)
     if orders is not None:
         sc = sc.with_orders(_check_int("orders", orders, 1))
+    if trace is None:
+        trace = sc.traffic.orders <= TRACE_AUTO_MAX_ORDERS
     day = Day(sc, st, seed, trace=trace).run(progress)
     frame = order_frame(day)
     summary = summarize(frame, scenario=sc.name, strategy=st.name, seed=seed)

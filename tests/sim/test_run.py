@@ -161,3 +161,25 @@ def test_without_a_reconciler_a_crash_leaves_records_nobody_settles() -> None:
     )
     s = run(_crashy(), forgetful, seed=2, trace=False).summary
     assert s["unresolved"] > 0
+
+
+def _fingerprint_in_subprocess(hash_seed: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, pandas as pd; from payflow.sim import run;"
+        "r = run('outage-recovery', 'recommended', seed=4, orders=150);"
+        "print(hashlib.sha256(pd.util.hash_pandas_object(r.orders).values.tobytes()).hexdigest())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    return out.stdout.strip()
+
+
+def test_identical_orders_in_other_processes_whatever_the_hash_seed() -> None:
+    # What a process pool or a Dask worker would compute for the same arguments.
+    assert _fingerprint_in_subprocess("1") == _fingerprint_in_subprocess("2")
