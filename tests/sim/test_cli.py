@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -124,3 +125,25 @@ def test_console_script_runs_without_a_traceback() -> None:
     assert proc.returncode == 2
     assert "unknown scenario 'nope'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+class _FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import payflow.sim.cli as sim_cli
+
+    monkeypatch.setattr(sim_cli, "PROGRESS_MIN_ORDERS", 10)
+    terminal = _FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["simulate", "--scenario", "calm-day", "--strategy", "naive", "--orders", "20"]
+    assert main(argv) == 0
+    assert "calm-day / naive" in terminal.getvalue()
+    terminal.truncate(0)
+    assert main([*argv, "--json"]) == 0  # machines get no bar
+    assert terminal.getvalue() == ""
+    capsys.readouterr()
