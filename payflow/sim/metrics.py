@@ -238,7 +238,9 @@ def trace_frame(order: Order) -> pd.DataFrame:
     """An order's timeline: ``at_s`` (seconds since midnight), ``kind``, ``detail``.
 
     Kinds: customer, page, backend, email, recheck, provider (the ledger
-    applied something), call, answer, timeout, retry, gave up, poll, state.
+    applied something), call, answer, timeout, retry, gave up, poll, state
+    (:meth:`payflow.sim.Result.trace` adds ``ledger`` rows: each payment's
+    final state at the end of the run).
     """
     rows: list[tuple[float, str, str]] = []
     for entry in order.trace or ():

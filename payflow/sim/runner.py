@@ -58,7 +58,24 @@ class Result:
             raise LookupError(f"no order {order_id!r} in this run (1..{len(day.orders)})")
         if order.trace is None:
             raise ValueError("this result keeps no traces (run with trace=True)")
-        return trace_frame(order)
+        frame = trace_frame(order)
+        # The ground truth at the end of the run: what each payment of the order became.
+        end = day.env.now
+        rows = [
+            (
+                order.order_id,
+                end,
+                "ledger",
+                f"payment {p['paymentId']} ends {p['state']}, {p['amount']} "
+                f"(refunded {p['refundedAmount']})",
+            )
+            for p in day.ledger.snapshot(end)["payments"]
+            if p["orderId"] == order.order_id
+        ]
+        if not rows:
+            return frame
+        extra = pd.DataFrame(rows, columns=list(frame.columns))
+        return pd.concat([frame, extra], ignore_index=True)
 
 
 def resolve_scenario(scenario: str | Scenario) -> Scenario:

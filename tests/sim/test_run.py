@@ -116,6 +116,8 @@ def test_trace_shows_clicks_calls_timeouts_charges_and_the_page() -> None:
     assert {"customer", "call", "timeout", "provider", "backend"} <= kinds
     assert trace["at_s"].is_monotonic_increasing
     assert (trace["detail"].str.contains("created")).sum() >= 2  # charged twice
+    ledger = trace[trace["kind"] == "ledger"]
+    assert ledger["detail"].str.contains("ends (?:reserved|captured)").sum() >= 2
     number = int(order_id.split("-")[1])
     assert_frame_equal(result.trace(number), trace)
     with pytest.raises(LookupError):
