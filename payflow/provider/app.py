@@ -55,14 +55,19 @@ from payflow.core.api import (
 )
 from payflow.core.messages import Request, Response
 from payflow.provider.faults import FaultDraw, FaultProfile, Faults
-from payflow.provider.ledger import Ledger, PayerModel, Ticket, error_body
+from payflow.provider.ledger import HugeNumber, Ledger, PayerModel, Ticket, error_body
 
-__all__ = ["INSPECT_PATH", "MAX_BODY_BYTES", "ProviderState", "create_app"]
+__all__ = ["INSPECT_PATH", "MAX_BODY_BYTES", "MAX_JSON_DEPTH", "ProviderState", "create_app"]
 
 #: Path of the inspection endpoint (ground truth for tests and notebooks).
 INSPECT_PATH: Final = "/_payflow/ledger"
 #: Largest request body accepted; larger ones get 413.
 MAX_BODY_BYTES: Final = 64 * 1024
+#: Deepest JSON nesting accepted (the body object is level 1); deeper gets 400.
+MAX_JSON_DEPTH: Final = 32
+#: Integer literals longer than this (sign included) are kept as a HugeNumber,
+#: not converted: no field takes one, and Python refuses past 4300 digits.
+_MAX_INT_CHARS: Final = 64
 
 _log = logging.getLogger("payflow.provider")
 
@@ -77,6 +82,24 @@ _TRANSPORT_KEY = "payflow.transport"
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_int(text: str) -> int | HugeNumber:
+    return int(text) if len(text) <= _MAX_INT_CHARS else HugeNumber.of(text)
+
+
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if JSON ``value`` nests containers more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 class _Secret:
@@ -202,6 +225,15 @@ class ProviderState:
     def now(self) -> float:
         """Simulated seconds since midnight of day 0."""
         return self.day_offset_s + (time.monotonic() - self._t0) * self.time_scale
+
+    def scaled_poll_delay(self, base_ms: int) -> int:
+        """``pollDelayInMs`` in real time: ``base_ms`` / time scale, rounded up, at least 1.
+
+        A base of 0 stays 0; at time scale 1 nothing changes.
+        """
+        if self.time_scale == 1.0 or base_ms <= 0:
+            return base_ms
+        return max(1, math.ceil(round(base_ms / self.time_scale, 6)))
 
     def faults_now(self, now: float) -> Faults | None:
         """The faults at simulated time ``now`` (None without a profile)."""
@@ -337,9 +369,23 @@ class _Api:
         if not raw.strip():
             return None
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except (ValueError, RecursionError):
-            raise _BadRequest(400, "invalid_json", "body: not valid UTF-8 JSON") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _BadRequest(400, "invalid_json", "body: not valid UTF-8") from None
+        too_deep = f"body: JSON nested more than {MAX_JSON_DEPTH} levels deep"
+        try:
+            value = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
+        except RecursionError:
+            raise _BadRequest(400, "invalid_json", too_deep) from None
+        except json.JSONDecodeError as exc:
+            where = f"line {exc.lineno} column {exc.colno}"
+            message = f"body: not valid JSON ({exc.msg} at {where})"
+            raise _BadRequest(400, "invalid_json", message) from None
+        except ValueError as exc:  # NaN, Infinity
+            raise _BadRequest(400, "invalid_json", f"body: not valid JSON ({exc})") from None
+        if isinstance(value, dict | list) and _too_deep(value):
+            raise _BadRequest(400, "invalid_json", too_deep)
+        return value
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
@@ -375,6 +421,12 @@ class _Api:
         path: str = scope["path"]
         if "?" in path:
             return await self._error(send, 404, "not_found", "path: no such endpoint")
+        raw_path = scope.get("raw_path")
+        if isinstance(raw_path, bytes) and b"%2f" in raw_path.partition(b"?")[0].lower():
+            # the decoded path would split an id in two (".../x%2Fcancel" is not a cancel)
+            return await self._error(
+                send, 404, "not_found", "path: no such endpoint (an encoded '/' is not a separator)"
+            )
         body: Any = None
         if method in _BODY_METHODS:
             try:
@@ -398,7 +450,8 @@ class _Api:
         ledger = state.ledger
         faults = state.faults_now(state.now())
         if faults is None:  # the fast path: no faults at all
-            response = ledger.handle(client_id, request, state.now())
+            delay = state.scaled_poll_delay(ledger.poll_delay_ms)
+            response = ledger.handle(client_id, request, state.now(), poll_delay_ms=delay)
             return await _send_json(send, response.status, response.body, response.headers)
         draw = faults.draw(state.fault_rng)
         if draw.action == "throttle":
@@ -448,7 +501,8 @@ class _Api:
                 ledger.abandon(result)
             return None
         if isinstance(result, Ticket):
-            result = ledger.commit(result, self.state.now(), poll_delay_ms=faults.poll_delay_ms)
+            delay = self.state.scaled_poll_delay(faults.poll_delay_ms)
+            result = ledger.commit(result, self.state.now(), poll_delay_ms=delay)
         if draw.latency_after_s > 0:
             await asyncio.sleep(draw.latency_after_s / scale)
         return result
@@ -501,9 +555,8 @@ class _Inspect:
         if scope["method"] != "GET":
             body = error_body("method_not_allowed", "method: only GET is allowed here", cid)
             return await _send_json(send, 405, body, {**headers, "allow": "GET"})
-        snapshot: dict[str, Any] = dict(state.ledger.snapshot(state.now()))
-        snapshot["correlationId"] = cid
-        await _send_json(send, 200, snapshot, headers)
+        # exactly {"payments": [...], "refunds": [...]}; the correlation id is in the header
+        await _send_json(send, 200, state.ledger.snapshot(state.now()), headers)
 
 
 class _ProviderApp(Starlette):

@@ -33,6 +33,7 @@ becomes a default.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -45,26 +46,29 @@ from urllib.parse import parse_qsl
 
 from payflow.core.api import CORRELATION_HEADER
 from payflow.core.messages import Request, Response
+from payflow.core.validate import CURRENCY_PATTERN, KEY_PATTERN, MAX_AMOUNT, REFERENCE_PATTERN
 
 __all__ = [
     "MAX_AMOUNT",
     "PAYMENT_STATES",
+    "HugeNumber",
     "Ledger",
     "PayerModel",
     "Ticket",
     "error_body",
 ]
 
-#: Largest amount accepted, in minor units (ten million units of currency).
-MAX_AMOUNT: Final = 1_000_000_000
+# The limits (MAX_AMOUNT, the reference / key / currency patterns) are those of
+# payflow.core.validate, so the client rejects exactly what the provider would.
+
 #: Every state a payment can be in.
 PAYMENT_STATES: Final = frozenset(
     {"initiated", "reserved", "captured", "declined", "cancelled", "expired"}
 )
 
-_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+_ID_RE = re.compile(REFERENCE_PATTERN)
+_KEY_RE = re.compile(KEY_PATTERN)
+_CURRENCY_RE = re.compile(CURRENCY_PATTERN)
 
 _PAYMENTS = "/v10/payments"
 _REFUNDS = "/v10/refunds"
@@ -73,6 +77,31 @@ _REFUNDS = "/v10/refunds"
 def error_body(code: str, message: str, correlation_id: str) -> dict[str, str]:
     """The error body every failure carries: ``{"code", "message", "correlationId"}``."""
     return {"code": code, "message": message, "correlationId": correlation_id}
+
+
+@dataclass(frozen=True, slots=True)
+class HugeNumber:
+    """An integer from a JSON body too long to be worth converting (the app makes these).
+
+    Python refuses to convert integers of more than 4300 digits, and no field
+    takes one anywhere near that long, so the server keeps just its size (and a
+    digest, so equal texts are equal) and lets validation name the field.
+    """
+
+    digits: int
+    negative: bool
+    digest: str
+
+    @classmethod
+    def of(cls, text: str) -> HugeNumber:
+        """The stand-in for the JSON integer literal ``text`` (e.g. ``"-999..."``)."""
+        negative = text.startswith("-")
+        digest = hashlib.sha256(text.encode("ascii", "replace")).hexdigest()[:32]
+        return cls(len(text) - negative, negative, digest)
+
+    def describe(self) -> str:
+        sign = "a negative" if self.negative else "an"
+        return f"{sign} integer of {self.digits} digits"
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +215,8 @@ class _ApiError(Exception):
 
 
 def _describe(value: Any) -> str:
+    if isinstance(value, HugeNumber):
+        return value.describe()
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -227,6 +258,12 @@ def _check_fields(
 
 def _amount(body: Mapping[str, Any], name: str = "amount") -> int:
     value = body[name]
+    if isinstance(value, HugeNumber):
+        raise _ApiError(
+            400,
+            "invalid_field",
+            f"{name}: must be between 1 and {MAX_AMOUNT} minor units, got {value.describe()}",
+        )
     if isinstance(value, bool) or not isinstance(value, int):
         raise _ApiError(
             400,
@@ -263,11 +300,80 @@ def _currency(body: Mapping[str, Any]) -> str:
 
 
 def _fingerprint(method: str, path: str, body: Mapping[str, Any] | None) -> str:
+    """What a key's request is compared by: method, path and the body in canonical form.
+
+    Plain bodies are canonical JSON (sorted keys, no spaces). Anything
+    ``json.dumps`` cannot do -- nesting deeper than the interpreter's recursion
+    limit, circular structures, mixed key types, integers too long to print --
+    goes through :func:`_canonical`, which never recurses; its text is marked
+    with a leading ``~`` so it never equals a plain JSON text.
+    """
     try:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=repr)
-    except (TypeError, ValueError):  # non-string keys, circular structures, ...
-        text = repr(body)
+    except (TypeError, ValueError, RecursionError):
+        text = "~" + _canonical(body)
     return f"{method} {path} {text}"
+
+
+_TEXT, _VALUE, _LEAVE = 0, 1, 2
+
+
+def _scalar(value: Any) -> str:
+    if value is None or isinstance(value, bool | str | float):
+        return json.dumps(value)
+    if isinstance(value, int):
+        # decimal conversion is refused past ~4300 digits; hex never is
+        return str(value) if value.bit_length() < 10_000 else f"0x{value:x}"
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__qualname__} at {id(value):#x}>"
+    return json.dumps(f"{type(value).__qualname__}:{text}")
+
+
+def _canonical(value: Any) -> str:
+    """Canonical JSON-like text of ``value`` with an explicit stack (no recursion).
+
+    Mappings are written with keys sorted by their text; a container met again
+    inside itself is written as ``"<cycle>"``.
+    """
+    out: list[str] = []
+    open_ids: set[int] = set()
+    stack: list[tuple[int, Any]] = [(_VALUE, value)]
+    while stack:
+        kind, item = stack.pop()
+        if kind == _TEXT:
+            out.append(item)
+            continue
+        if kind == _LEAVE:
+            open_ids.discard(item)
+            continue
+        if not isinstance(item, Mapping | list | tuple):
+            out.append(_scalar(item))
+            continue
+        if id(item) in open_ids:
+            out.append('"<cycle>"')
+            continue
+        open_ids.add(id(item))
+        children: list[tuple[str, Any]]
+        if isinstance(item, Mapping):
+            opener, closer = "{", "}"
+            children = sorted(((_scalar(k) + ":", v) for k, v in item.items()), key=_first)
+        else:
+            opener, closer = "[", "]"
+            children = [("", v) for v in item]
+        stack.append((_LEAVE, id(item)))
+        stack.append((_TEXT, closer))
+        for index in range(len(children) - 1, -1, -1):
+            prefix, child = children[index]
+            stack.append((_VALUE, child))
+            stack.append((_TEXT, ("," if index else "") + prefix))
+        stack.append((_TEXT, opener))
+    return "".join(out)
+
+
+def _first(entry: tuple[str, Any]) -> str:
+    return entry[0]
 
 
 class Ledger:

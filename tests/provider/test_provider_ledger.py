@@ -560,3 +560,60 @@ def test_repr_has_no_secrets_and_counts() -> None:
     led = ledger()
     create(led)
     assert "payments=1" in repr(led)
+
+
+# ------------------------------------------------------- pathological bodies
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [966, 5000, 100_000])
+def test_deeply_nested_keyed_body_is_a_400_not_a_crash(depth: int) -> None:
+    led = ledger()
+    body = {**GOOD, "orderId": nested(depth)}
+    r = led.handle("c1", Request("POST", "/v10/payments", body, "deep-key"), 0)
+    assert_error(r, 400, "invalid_field", "orderId")
+    # the key is still free for a good body
+    assert led.handle("c1", Request("POST", "/v10/payments", GOOD, "deep-key"), 0).status == 201
+
+
+def test_fingerprint_is_exact_for_deep_circular_and_odd_bodies() -> None:
+    from payflow.provider.ledger import _fingerprint
+
+    deep_a, deep_b = nested(5000), nested(5000)
+    assert _fingerprint("POST", "/p", {"x": deep_a}) == _fingerprint("POST", "/p", {"x": deep_b})
+    deep_b_changed: Any = nested(4999)
+    assert _fingerprint("POST", "/p", {"x": deep_a}) != _fingerprint(
+        "POST", "/p", {"x": deep_b_changed}
+    )
+    circular: dict[str, Any] = {"a": []}
+    circular["a"].append(circular)
+    assert _fingerprint("POST", "/p", circular) == _fingerprint("POST", "/p", circular)
+    huge = 10**5000  # str() of it raises ValueError (int_max_str_digits)
+    assert _fingerprint("POST", "/p", {"amount": huge}) != _fingerprint(
+        "POST", "/p", {"amount": huge + 1}
+    )
+    # key order never matters, and a fallback never equals the plain JSON text
+    assert _fingerprint("POST", "/p", {"b": deep_a, "a": 1}) == _fingerprint(
+        "POST", "/p", {"a": 1, "b": deep_b}
+    )
+    assert _fingerprint("POST", "/p", GOOD) == _fingerprint(
+        "POST", "/p", dict(reversed(GOOD.items()))
+    )
+
+
+def test_huge_integer_amount_names_the_field() -> None:
+    from payflow.provider.ledger import HugeNumber
+
+    body = {**GOOD, "amount": HugeNumber.of("9" * 5000)}
+    r = ledger().handle("c1", Request("POST", "/v10/payments", body, "k1"), 0)
+    assert_error(r, 400, "invalid_field", "amount")
+    assert "5000 digits" in r.body["message"]
+    body = {**GOOD, "orderId": HugeNumber.of("-" + "1" * 200)}
+    r = ledger().handle("c1", Request("POST", "/v10/payments", body, "k1"), 0)
+    assert_error(r, 400, "invalid_field", "orderId")

@@ -171,6 +171,34 @@ def test_full_flow_and_replay_over_http(provider: RunningProvider) -> None:
         ("POST", "/v10/payments", b"x" * 70_000, 413, "payload_too_large"),
         ("GET", "/v10/payments?orderId=%ZZ", None, 400, "invalid_field"),
         ("GET", "/v10/payments/a%3Fb", None, 404, "not_found"),
+        (
+            "POST",
+            "/v10/payments",
+            b'{"orderId":' + b"[" * 966 + b"]" * 966 + b"}",
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v10/payments",
+            b'{"orderId":' + b'{"a":' * 33 + b"1" + b"}" * 33 + b"}",
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v10/payments",
+            b'{"orderId":' + b"[" * 31 + b"]" * 31 + b',"amount":1,"currency":"DKK"}',
+            400,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/v10/payments",
+            b'{"orderId":"o","currency":"DKK","amount":' + b"9" * 5000 + b"}",
+            400,
+            "invalid_field",
+        ),
     ],
 )
 def test_malformed_requests_get_4xx_error_bodies(
@@ -199,6 +227,72 @@ def test_inspection_needs_its_own_token(provider: RunningProvider) -> None:
     assert_error(shop, 401, "unauthorized")
     ok = httpx.get(url, headers={"Authorization": f"Bearer {provider.inspect_token}"})
     assert ok.status_code == 200 and set(ok.json()) >= {"payments", "refunds"}
+
+
+def test_inspection_body_is_exactly_payments_and_refunds(provider: RunningProvider) -> None:
+    url = provider.base_url + "/_payflow/ledger"
+    ok = httpx.get(url, headers={"Authorization": f"Bearer {provider.inspect_token}"})
+    assert ok.status_code == 200
+    assert set(ok.json()) == {"payments", "refunds"}
+    assert ok.headers["x-correlation-id"]
+
+
+def _deep_create(provider: RunningProvider, depth: int, key: str) -> httpx.Response:
+    content = (
+        b'{"orderId":' + b"[" * depth + b'"x"' + b"]" * depth + b',"amount":1,"currency":"DKK"}'
+    )
+    headers = {**provider.headers(), IDEMPOTENCY_HEADER: key}
+    return httpx.post(provider.base_url + "/v10/payments", content=content, headers=headers)
+
+
+@pytest.mark.parametrize("depth", [33, 500, 966, 990, 5000])
+def test_deeply_nested_json_is_400_naming_the_nesting(
+    provider: RunningProvider, depth: int
+) -> None:
+    r = _deep_create(provider, depth, f"deep-{depth}")
+    assert_error(r, 400, "invalid_json")
+    assert "nested" in r.json()["message"] and "32" in r.json()["message"]
+
+
+def test_nesting_up_to_the_limit_reaches_field_validation(provider: RunningProvider) -> None:
+    r = _deep_create(provider, 31, "deep-ok")  # the object is level 1, so 32 levels in all
+    assert_error(r, 400, "invalid_field")
+    assert r.json()["message"].startswith("orderId:")
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (b'{"orderId":"o","amount":' + b"9" * 5000 + b',"currency":"DKK"}', "amount"),
+        (b'{"orderId":"o","amount":-' + b"9" * 5000 + b',"currency":"DKK"}', "amount"),
+        (b'{"orderId":"o","amount":' + b"1" * 40 + b',"currency":"DKK"}', "amount"),
+        (b'{"orderId":' + b"7" * 4500 + b',"amount":1,"currency":"DKK"}', "orderId"),
+    ],
+)
+def test_huge_integers_name_the_field(
+    provider: RunningProvider, content: bytes, field: str
+) -> None:
+    headers = {**provider.headers(), IDEMPOTENCY_HEADER: "huge-int"}
+    r = httpx.post(provider.base_url + "/v10/payments", content=content, headers=headers)
+    assert_error(r, 400, "invalid_field")
+    message = r.json()["message"]
+    assert message.startswith(f"{field}:"), message
+    assert "UTF-8" not in message
+
+
+def test_encoded_slash_does_not_make_a_path_segment(provider: RunningProvider) -> None:
+    created = post_payment(provider, "slash-1", {**PAYMENT, "orderId": "slash-1"})
+    pid = created.json()["paymentId"]
+    headers = provider.headers()
+    for method, suffix in [("POST", "%2Fcancel"), ("POST", "%2fcapture"), ("GET", "%2Fcancel")]:
+        r = httpx.request(
+            method, f"{provider.base_url}/v10/payments/{pid}{suffix}", headers=headers
+        )
+        assert_error(r, 404, "not_found")
+    r = httpx.get(f"{provider.base_url}/v10/payments{'%2F'}{pid}", headers=headers)
+    assert_error(r, 404, "not_found")
+    polled = httpx.get(f"{provider.base_url}/v10/payments/{pid}", headers=headers)
+    assert polled.json()["state"] == "initiated"
 
 
 def test_inspection_disabled_is_404() -> None:
@@ -310,6 +404,27 @@ def test_poll_delay_comes_from_the_fault_profile() -> None:
         pid = post_payment(p, "poll-1").json()["paymentId"]
         r = httpx.get(f"{p.base_url}/v10/payments/{pid}", headers=p.headers())
         assert r.json()["pollDelayInMs"] == 4321
+
+
+@pytest.mark.parametrize(
+    ("scale", "base", "expected"),
+    [(10.0, 1000, 100), (3.0, 1000, 334), (1e6, 1000, 1), (0.5, 1000, 2000), (10.0, 0, 0)],
+)
+def test_time_scale_scales_poll_delay(scale: float, base: int, expected: int) -> None:
+    with running_provider(time_scale=scale, poll_delay_ms=base) as p:
+        created = post_payment(p, "scaled-poll")
+        assert created.json()["pollDelayInMs"] == expected
+        pid = created.json()["paymentId"]
+        r = httpx.get(f"{p.base_url}/v10/payments/{pid}", headers=p.headers())
+        assert r.json()["pollDelayInMs"] == expected
+
+
+@pytest.mark.parametrize(("scale", "expected"), [(1.0, 4321), (10.0, 433), (60.0, 73)])
+def test_time_scale_scales_the_fault_profile_poll_delay(scale: float, expected: int) -> None:
+    with running_provider(time_scale=scale, faults=faulty(poll_delay_ms=4321)) as p:
+        pid = post_payment(p, "poll-scaled").json()["paymentId"]
+        r = httpx.get(f"{p.base_url}/v10/payments/{pid}", headers=p.headers())
+        assert r.json()["pollDelayInMs"] == expected
 
 
 def test_capacity_queues_requests_fifo() -> None:
