@@ -185,3 +185,13 @@ def _fingerprint_in_subprocess(hash_seed: str) -> str:
 def test_identical_orders_in_other_processes_whatever_the_hash_seed() -> None:
     # What a process pool or a Dask worker would compute for the same arguments.
     assert _fingerprint_in_subprocess("1") == _fingerprint_in_subprocess("2")
+
+
+def test_a_progress_callback_does_not_change_the_day() -> None:
+    seen: list[float] = []
+    with_bar = run(
+        "brownout", "naive", seed=7, orders=80, progress=lambda now, end: seen.append(now)
+    )
+    plain = run("brownout", "naive", seed=7, orders=80)
+    assert_frame_equal(with_bar.orders, plain.orders)
+    assert seen == sorted(seen) and len(seen) > 90
