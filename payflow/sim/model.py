@@ -338,11 +338,15 @@ class Day:
             else:
                 order.note(env.now, "customer", "double click: submits again")
                 page = self.submit(order)
+        quick = self.scenario.backend.accept_s < patience
         while True:
-            timer = env.timeout(patience)
-            yield page | timer
-            if not page.triggered:
-                break
+            if quick:
+                yield page  # the backend answers (202 or an error page) within accept_s
+            else:
+                yield page | env.timeout(patience)
+                if not page.triggered:
+                    self._leave(order, gave_up=True)
+                    return
             if page.value == "accepted":
                 break
             # The backend was down: an error page.
@@ -352,9 +356,6 @@ class Day:
                 order.clicks += 1
                 page = self.submit(order)
                 continue
-            self._leave(order, gave_up=True)
-            return
-        if not page.triggered:
             self._leave(order, gave_up=True)
             return
         if strategy.email and self._show(order, "email"):
