@@ -379,8 +379,8 @@ class _Api:
             raise _BadRequest(400, "invalid_json", too_deep) from None
         except json.JSONDecodeError as exc:
             where = f"line {exc.lineno} column {exc.colno}"
-            message = f"body: not valid JSON ({exc.msg} at {where})"
-            raise _BadRequest(400, "invalid_json", message) from None
+            detail = f"body: not valid JSON ({exc.msg} at {where})"
+            raise _BadRequest(400, "invalid_json", detail) from None
         except ValueError as exc:  # NaN, Infinity
             raise _BadRequest(400, "invalid_json", f"body: not valid JSON ({exc})") from None
         if isinstance(value, dict | list) and _too_deep(value):
