@@ -106,6 +106,11 @@ def rate_grid(summary: pd.DataFrame, rate: str, ax: Axes | None = None) -> Axes:
     """A scenario x strategy grid of one rate (percent), each cell annotated."""
     ax = _axes(ax, (8.0, 4.5))
     grid = summary.pivot(index="strategy", columns="scenario", values=rate) * 100
+    # Keep the order the data gives (presets, scenarios), not alphabetical.
+    grid = grid.reindex(
+        index=list(dict.fromkeys(summary["strategy"])),
+        columns=list(dict.fromkeys(summary["scenario"])),
+    )
     image = ax.imshow(grid.to_numpy(), cmap="Reds", aspect="auto", vmin=0)
     ax.set_xticks(range(grid.shape[1]), list(grid.columns), rotation=30, ha="right")
     ax.set_yticks(range(grid.shape[0]), list(grid.index))

@@ -17,6 +17,10 @@ from payflow.sim.runner import Result, run
 from payflow.sim.scenarios import Scenario, load_scenario, parse_scenario, scenario_names
 from payflow.sim.strategies import PRESETS, Strategy, get_strategy, strategy_names
 
+# The contract's `payflow.sim.sweep(...)` is the function; the module stays importable
+# as `payflow.sim.sweep` through sys.modules (e.g. `from payflow.sim.sweep import summarize`).
+from payflow.sim.sweep import summarize, sweep
+
 __all__ = [
     "PRESETS",
     "Capacity",
@@ -33,4 +37,6 @@ __all__ = [
     "run",
     "scenario_names",
     "strategy_names",
+    "summarize",
+    "sweep",
 ]

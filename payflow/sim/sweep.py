@@ -46,7 +46,7 @@ def _run_one(scenario: Any, strategy: Any, seed: int, orders: int | None) -> dic
     # Imported here so a worker process pays for the import once, on first use.
     from payflow.sim import run
 
-    summary = dict(run(scenario, strategy, seed=seed, orders=orders).summary)
+    summary = dict(run(scenario, strategy, seed=seed, orders=orders, trace=False).summary)
     return summary
 
 
