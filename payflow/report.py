@@ -3,9 +3,9 @@
 Runs a sweep (built-in scenarios x strategy presets x a few seeds), then writes
 ``index.html`` -- self-contained, charts embedded as PNG -- and the tidy data
 beside it (``runs.csv``: one row per run; ``summary.csv``: seeds pooled, with
-counts and 95% intervals). The page holds a summary table per scenario sorted
-by harm, the strategy and scenario definitions, the payflow version and the
-seeds used.
+counts and 95% intervals), and each chart as a PNG file in ``charts/``. The
+page holds a summary table per scenario sorted by harm, the strategy and
+scenario definitions, the payflow version and the seeds used.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import base64
 import dataclasses
 import html
 import io
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,13 +67,20 @@ def format_cell(column: str, value: Any) -> str:
     return str(int(value))
 
 
-def _png(fig: Any) -> str:
+def _png(fig: Any, save_as: Path | None = None) -> str:
+    """The figure as base64 PNG for embedding; also written to ``save_as`` if given."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
+    if save_as is not None:
+        save_as.write_bytes(buffer.getvalue())
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _figure(title: str, png: str, caption: str) -> str:
@@ -158,6 +166,8 @@ def build_report(
     from payflow.sim import get_strategy, load_scenario
 
     out.mkdir(parents=True, exist_ok=True)
+    charts = out / "charts"  # the same charts as files, for slides and READMEs
+    charts.mkdir(exist_ok=True)
     runs.to_csv(out / "runs.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     scenarios = list(dict.fromkeys(summary["scenario"]))
@@ -171,7 +181,8 @@ def build_report(
     ):
         fig, ax = plt.subplots(figsize=(9, 0.45 * len(strategies) + 1.8), layout="constrained")
         plots.rate_grid(summary, rate, ax=ax)
-        overview.append(_figure(rate, _png(fig), caption + " Percent of orders."))
+        png = _png(fig, charts / f"{_slug(rate)}.png")
+        overview.append(_figure(rate, png, caption + " Percent of orders."))
     for scenario in scenarios:
         rows = _harm_order(summary[summary["scenario"] == scenario])
         description = getattr(load_scenario(scenario), "description", "")
@@ -196,7 +207,7 @@ def build_report(
             f"<p>{html.escape(description)}</p>{_table(rows, scenario)}"
             + _figure(
                 f"{scenario}: harm, load and feedback",
-                _png(fig),
+                _png(fig, charts / f"{_slug(scenario)}.png"),
                 "Left: duplicate charges with 95% interval (count of orders). Middle: "
                 "provider calls and retries per order (load amplification). Right: "
                 "time from the first click to a definite message.",

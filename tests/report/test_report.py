@@ -94,6 +94,7 @@ def test_every_chart_is_present_and_embedded(report: Path) -> None:
     }
     assert expected <= set(page.charts)
     assert len(page.images) == len(page.charts)
+    assert len(list((report / "charts").glob("*.png"))) == len(page.charts)
     for src in page.images:
         png = base64.b64decode(src.split(",", 1)[1])
         assert png.startswith(b"\x89PNG") and len(png) > 5_000  # a real picture
