@@ -16,7 +16,17 @@ from payflow.core.budget import RetryBudget
 from payflow.core.errors import OutcomeUnknown, ProviderUnavailable, RequestRejected
 from payflow.core.events import Attempt, AttemptResult, GaveUp, Poll, Retry
 from payflow.core.keys import KeyScope, new_key
-from payflow.core.messages import Call, Effect, Emit, NotSent, Now, Request, Response, Sleep
+from payflow.core.messages import (
+    Call,
+    Effect,
+    Emit,
+    NotSent,
+    Now,
+    Request,
+    Response,
+    Sleep,
+    TimedOut,
+)
 from payflow.core.policy import Done, GiveUp, PollSchedule, RetryAfter, RetryPolicy, Verdict
 from payflow.core.policy import retry_after_seconds as _retry_after
 
@@ -71,7 +81,16 @@ class PollingTimedOut(Exception):
         self.last_body = last_body
 
 
+#: The one ``Now`` effect every loop yields (it has no fields: one object serves all).
+_NOW = Now()
+
+_OUTCOME_NAMES: dict[type, str] = {Response: "response", NotSent: "not-sent", TimedOut: "timeout"}
+
+
 def _outcome_name(outcome: object) -> str:
+    name = _OUTCOME_NAMES.get(outcome.__class__)
+    if name is not None:
+        return name
     if isinstance(outcome, Response):
         return "response"
     return "not-sent" if isinstance(outcome, NotSent) else "timeout"
@@ -94,11 +113,11 @@ def call(
     """
     policy = retry or ctx.policy.retry
     per_attempt = ctx.policy.key_scope is KeyScope.PER_ATTEMPT and request.method == "POST"
-    start: float = yield Now()
+    start: float = yield _NOW
     attempt, previous, maybe_sent, cost_paid = 0, None, False, 0.0
     while True:
         attempt += 1
-        now: float = yield Now()
+        now: float = yield _NOW
         timeout = policy.attempt_timeout(request, now - start)
         if timeout is None:
             yield Emit(GaveUp(request.operation, reference, attempt - 1, "deadline", now))
@@ -108,7 +127,7 @@ def call(
             sent[0] += 1  # the caller counts requests per operation (MobilePay: at most 6)
         yield Emit(Attempt(request.operation, reference, attempt, key, timeout, now))
         outcome = yield Call(request, timeout)
-        now = yield Now()
+        now = yield _NOW
         status = outcome.status if isinstance(outcome, Response) else None
         yield Emit(
             AttemptResult(
@@ -186,19 +205,19 @@ def poll_until_settled(
     schedule = schedule or ctx.policy.polling
     timeout = ctx.policy.retry.timeouts.poll
     request = api.get_payment(payment_id)
-    start: float = yield Now()
+    start: float = yield _NOW
     last_ms, failures, previous, last_body = first_delay_ms, 0, None, None
     while True:
         delay = schedule.next_delay(last_ms, failures, previous, ctx.rng)
-        now: float = yield Now()
+        now: float = yield _NOW
         if now + delay - start > schedule.deadline:
             raise PollingTimedOut(last_body)
         yield Sleep(delay)
         previous = delay
-        now = yield Now()
+        now = yield _NOW
         yield Emit(Attempt("poll", reference, failures + 1, None, timeout, now))
         outcome = yield Call(request, timeout)
-        now = yield Now()
+        now = yield _NOW
         status = outcome.status if isinstance(outcome, Response) else None
         yield Emit(
             AttemptResult("poll", reference, failures + 1, _outcome_name(outcome), status, now)

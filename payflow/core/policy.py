@@ -235,6 +235,8 @@ class RetryPolicy:
         attempt; ``maybe_sent`` says whether an earlier attempt may have had an
         effect (it is carried into :class:`GiveUp`).
         """
+        if outcome.__class__ is Response and 200 <= outcome.status < 300:
+            return Done(outcome, Verdict.SUCCESS)  # the common case, as classify() has it
         verdict = classify(request, outcome, retry_unsafe=self.retry_unsafe)
         if isinstance(outcome, TimedOut) or (
             isinstance(outcome, Response) and outcome.status >= 500

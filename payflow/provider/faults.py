@@ -48,6 +48,7 @@ __all__ = [
 DAY_S: Final = 86_400.0
 
 _STANDARD_NORMAL: Final = NormalDist()
+_inv_cdf = _STANDARD_NORMAL.inv_cdf
 
 Action = Literal["ok", "throttle", "reset", "error_before", "error_after", "lost"]
 
@@ -131,8 +132,36 @@ class Faults:
 
     def draw(self, rng: random.Random) -> FaultDraw:
         """Draw the fate of one request; always consumes the same number of draws."""
-        u_throttle, u_reset, u_error, u_after, u_lost = (rng.random() for _ in range(5))
-        before, after = self.draw_latency(rng)
+        before, after, action = self.draw_parts(rng)
+        return FaultDraw(before, after, action)
+
+    def draw_parts(self, rng: random.Random) -> tuple[float, float, Action]:
+        """:meth:`draw` as a plain ``(before, after, action)`` tuple (the same draws).
+
+        The hot path of the SimPy provider model: no :class:`FaultDraw` is built.
+        """
+        random_ = rng.random
+        u_throttle = random_()
+        u_reset = random_()
+        u_error = random_()
+        u_after = random_()
+        u_lost = random_()
+        # _latency inlined (one uniform draw per latency, clamped the same way)
+        sigma, cap = self.latency_sigma, self.latency_max_s
+        u = random_()
+        median = self.latency_before_s
+        before = (
+            min(median * math.exp(sigma * _inv_cdf(min(max(u, 1e-12), 1 - 1e-12))), cap)
+            if median > 0
+            else 0.0
+        )
+        u = random_()
+        median = self.latency_after_s
+        after = (
+            min(median * math.exp(sigma * _inv_cdf(min(max(u, 1e-12), 1 - 1e-12))), cap)
+            if median > 0
+            else 0.0
+        )
         action: Action = "ok"
         if u_throttle < self.p_throttle:
             action = "throttle"
@@ -142,7 +171,7 @@ class Faults:
             action = "error_after" if u_after < self.server_error_after_commit else "error_before"
         elif u_lost < self.p_lost_after_commit:
             action = "lost"
-        return FaultDraw(before, after, action)
+        return before, after, action
 
 
 _FIELD_TYPES: Final = {f.name: f.type for f in fields(Faults)}

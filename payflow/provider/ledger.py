@@ -33,11 +33,11 @@ becomes a default.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
 import re
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,6 +69,10 @@ PAYMENT_STATES: Final = frozenset(
 _ID_RE = re.compile(REFERENCE_PATTERN)
 _KEY_RE = re.compile(KEY_PATTERN)
 _CURRENCY_RE = re.compile(CURRENCY_PATTERN)
+
+#: RFC 4122 variant and version 4 bits, as ``uuid.UUID(..., version=4)`` sets them.
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID_SET = (0x8000 << 48) | (4 << 76)
 
 _PAYMENTS = "/v10/payments"
 _REFUNDS = "/v10/refunds"
@@ -243,7 +247,7 @@ def _check_fields(
         body = {}
     if not isinstance(body, Mapping):
         raise _ApiError(400, "invalid_body", f"body: must be a JSON object, got {_describe(body)}")
-    allowed = set(required) | set(optional)
+    allowed = _allowed(required, optional)
     for name in body:
         if not isinstance(name, str) or name not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
@@ -254,6 +258,11 @@ def _check_fields(
         if name not in body:
             raise _ApiError(400, "missing_field", f"{name}: required field is missing")
     return body
+
+
+@functools.cache
+def _allowed(required: tuple[str, ...], optional: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(required) | frozenset(optional)
 
 
 def _amount(body: Mapping[str, Any], name: str = "amount") -> int:
@@ -309,11 +318,15 @@ def _fingerprint(method: str, path: str, body: Mapping[str, Any] | None) -> str:
     with a leading ``~`` so it never equals a plain JSON text.
     """
     try:
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=repr)
+        text = _CANONICAL_JSON.encode(body)
     except (TypeError, ValueError, RecursionError):
         text = "~" + _canonical(body)
     return f"{method} {path} {text}"
 
+
+#: ``json.dumps(body, sort_keys=True, separators=(",", ":"), default=repr)``, built once
+#: (``json.dumps`` builds a new encoder on every call with non-default options).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)
 
 _TEXT, _VALUE, _LEAVE = 0, 1, 2
 
@@ -423,7 +436,10 @@ class Ledger:
 
     # ------------------------------------------------------------------ ids
     def _new_id(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        # The text of ``uuid.UUID(int=self.rng.getrandbits(128), version=4)``, without the object.
+        value = self.rng.getrandbits(128) & _UUID_CLEAR | _UUID_SET
+        h = f"{value:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def _respond(
         self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None

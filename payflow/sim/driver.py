@@ -77,6 +77,11 @@ class Journal:
         owners = self.owners
         return [r for k, r in self.records.items() if not owners.get(k)]
 
+    def any_abandoned(self) -> bool:
+        """Whether :meth:`abandoned` would return anything (without building the list)."""
+        owners = self.owners
+        return any(not owners.get(k) for k in self.records)
+
     def claim(self, key: str) -> None:
         self.owners[key] = self.owners.get(key, 0) + 1
 

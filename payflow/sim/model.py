@@ -484,7 +484,7 @@ class Day:
                 env.now >= self.last_arrival
                 and not self.customers_active
                 and not self.workers
-                and not self.journal.abandoned()
+                and not self.journal.any_abandoned()
             ):
                 return
 

@@ -146,7 +146,19 @@ _SHED = Response(503, error_body("overloaded", "server: queue full, retry later"
 class _Job:
     """One request inside the provider: callbacks instead of a process (cheaper)."""
 
-    __slots__ = ("begun", "draw", "faults", "model", "reply", "request", "slot", "start", "submit")
+    __slots__ = (
+        "action",
+        "after",
+        "before",
+        "begun",
+        "model",
+        "poll_delay_ms",
+        "reply",
+        "request",
+        "slot",
+        "start",
+        "submit",
+    )
 
     slot: Any
 
@@ -155,15 +167,20 @@ class _Job:
         model: ProviderModel,
         request: Request,
         reply: simpy.Event,
-        draw: FaultDraw,
-        faults: Faults,
+        before: float,
+        after: float,
+        action: str,
+        poll_delay_ms: int,
+        now: float,
     ) -> None:
         self.model = model
         self.request = request
         self.reply = reply
-        self.draw = draw
-        self.faults = faults
-        self.submit = model.env.now
+        self.before = before
+        self.after = after
+        self.action = action
+        self.poll_delay_ms = poll_delay_ms
+        self.submit = now
         self.start = 0.0
         self.begun: Ticket | Response | None = None
         self.slot = None
@@ -178,37 +195,40 @@ class _Job:
         stats.wait_s += now - self.submit
         if model.ledger is not None:
             self.begun = model.ledger.begin(model.client_id, self.request, now)
-        env.timeout(self.draw.latency_before_s).callbacks.append(self.commit)
+        env.timeout(self.before).callbacks.append(self.commit)
 
     def commit(self, _: simpy.Event) -> None:
         model = self.model
         begun = self.begun
         ledger = model.ledger
-        if not self.draw.commits:
-            if ledger is not None and isinstance(begun, Ticket):
+        action = self.action
+        if not (action == "ok" or action == "error_after" or action == "lost"):
+            if ledger is not None and begun.__class__ is Ticket:
                 ledger.abandon(begun)
             self.finish(None)
             return
-        if ledger is not None and isinstance(begun, Ticket):
+        if ledger is not None and begun.__class__ is Ticket:
             now = model.env.now
             self.begun = response = ledger.commit(
-                begun, now, poll_delay_ms=self.faults.poll_delay_ms
+                begun,
+                now,
+                poll_delay_ms=self.poll_delay_ms,
             )
             model.stats.commits += 1
             if model.on_commit is not None:
                 model.on_commit(self.request, response, now)
-        model.env.timeout(self.draw.latency_after_s).callbacks.append(self.finish)
+        model.env.timeout(self.after).callbacks.append(self.finish)
 
     def finish(self, _: simpy.Event | None) -> None:
         model = self.model
         now = model.env.now
         model.stats.busy_s += now - self.start
         model.capacity.free(self.slot)
-        action = self.draw.action
+        action = self.action
         outcome: Outcome
         if action == "ok":
             begun = self.begun
-            outcome = begun if isinstance(begun, Response) else Response(200, {})
+            outcome = begun if begun.__class__ is Response else Response(200, {})
         elif action == "lost":
             model.stats.lost += 1
             return  # the client waits until its own timeout
@@ -307,16 +327,21 @@ class ProviderModel:
         if not self.up:
             reply.succeed(NotSent())
             return self.env.now
-        faults = self.faults_at(self.env.now)
-        draw = self.service(faults, self.rng)
+        env = self.env
+        now = env.now
+        faults = self.faults_at(now)
+        if self.service is default_service:
+            before, after, action = faults.draw_parts(self.rng)  # the same draws, no object
+        else:
+            draw = self.service(faults, self.rng)
+            before, after, action = draw.latency_before_s, draw.latency_after_s, draw.action
         if self.read_latency != 1.0 and request.method == "GET":
             f = self.read_latency
-            draw = FaultDraw(draw.latency_before_s * f, draw.latency_after_s * f, draw.action)
-        action = draw.action
+            before, after = before * f, after * f
         if action == "throttle":
             stats.throttled += 1
             reply.succeed(self._throttled(faults.retry_after_s))
-            return self.env.now
+            return now
         capacity = self.capacity
         if faults.capacity != capacity._capacity:
             capacity.resize(faults.capacity)
@@ -328,8 +353,8 @@ class ProviderModel:
         ):
             stats.shed += 1  # load shedding: refused before any work, nothing happens
             reply.succeed(_SHED)
-            return self.env.now
-        job = _Job(self, request, reply, draw, faults)
+            return now
+        job = _Job(self, request, reply, before, after, action, faults.poll_delay_ms, now)
         job.slot = capacity.acquire(job, job.granted)
         waiting = len(capacity.put_queue)
         if waiting:
@@ -339,5 +364,5 @@ class ProviderModel:
         if action == "lost":
             return None
         if action == "ok" or action == "error_after":
-            return self.env.now + draw.latency_before_s + draw.latency_after_s
-        return self.env.now + draw.latency_before_s
+            return now + before + after
+        return now + before
