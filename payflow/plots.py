@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 __all__ = [
     "LABELS",
     "jitter_comparison",
+    "lines_by_group",
     "metric_by_strategy",
     "order_timeline",
     "rate_by_strategy",
@@ -207,4 +208,46 @@ def order_timeline(trace: pd.DataFrame, ax: Axes | None = None, title: str = "")
     ax.set_xlabel("seconds since the first click")
     ax.set_title(title or "one order, event by event")
     ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def lines_by_group(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    group: str = "strategy",
+    ax: Axes | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    spans: Sequence[tuple[float, float, str]] = (),
+    percent: bool = False,
+    bands: bool = True,
+) -> Axes:
+    """One line of ``y`` against ``x`` per value of ``group``, in order of appearance.
+
+    Where ``frame`` has ``<y>_low`` / ``<y>_high`` (and ``bands``) each line
+    gets a shaded band.
+    ``percent`` multiplies values by 100 (for rates); ``spans`` shades
+    (start, end, label) intervals of ``x``.
+    """
+    ax = _axes(ax)
+    factor = 100.0 if percent else 1.0
+    for name, rows in frame.groupby(group, sort=False):
+        rows = rows.sort_values(x)
+        (line,) = ax.plot(rows[x], rows[y] * factor, marker=".", label=str(name))
+        if bands and f"{y}_low" in rows and f"{y}_high" in rows:
+            ax.fill_between(
+                rows[x],
+                rows[f"{y}_low"] * factor,
+                rows[f"{y}_high"] * factor,
+                color=line.get_color(),
+                alpha=0.15,
+            )
+    for start, end, label in spans:
+        ax.axvspan(start, end, color="grey", alpha=0.12, label=label)
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or LABELS.get(y, y))
+    ax.set_title(title or LABELS.get(y, y))
+    ax.legend(fontsize=8, title=group)
     return ax
