@@ -37,7 +37,7 @@ from payflow.core.errors import (
 from payflow.core.events import StateChanged
 from payflow.core.keys import KeyScope, derived_key, new_key
 from payflow.core.messages import Emit, Forget, Now, PendingRecord, Request, Response, Save, Sleep
-from payflow.core.policy import MAX_ATTEMPTS_ALLOWED
+from payflow.core.policy import MAX_ATTEMPTS_ALLOWED, RetryPolicy
 from payflow.core.states import PaymentState, advance, from_provider
 
 __all__ = ["PaymentResult", "cancel", "pay", "payment_key", "refund", "status"]
@@ -258,7 +258,16 @@ def _find_after_unknown(
                     left -= pause
             if left is not None and left < retry.min_attempt_timeout:
                 return None
-            single = replace(retry, max_attempts=1, deadline=left)
+            # replace(retry, max_attempts=1, deadline=left) without its field introspection
+            single = RetryPolicy(
+                max_attempts=1,
+                deadline=left,
+                backoff=retry.backoff,
+                timeouts=retry.timeouts,
+                max_server_delay=retry.max_server_delay,
+                min_attempt_timeout=retry.min_attempt_timeout,
+                retry_unsafe=retry.retry_unsafe,
+            )
             try:
                 resp = yield from call(request, ctx, order_id, retry=single, sent=sent)
             except PayflowError:

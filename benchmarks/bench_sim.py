@@ -1,0 +1,164 @@
+"""Simulation speed, measured in one run against bare SimPy (the floor any SimPy model pays).
+
+Prints, all from this one run on this machine:
+
+1. bare SimPy M/M/c: customers per second (a process per customer + ``simpy.Resource``);
+2. ``payflow.sim.run`` of a slow-provider day under ``recommended`` (50,000 orders,
+   ``--orders`` to scale down, ``trace=False``): orders/s and provider calls/s, and
+   their ratios to the bare rate (per order and per provider call);
+3. peak memory of that day, in a fresh child process (``ru_maxrss``, and the
+   interpreter's baseline so the day's own share is visible);
+4. sweep speed-up: the same small ``payflow.sim.sweep`` on a process pool of 1 and 2
+   workers (only meaningful on an otherwise idle machine with >= 2 cores).
+
+    python benchmarks/bench_sim.py [--orders 50000] [--sweep-orders 2000] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import simpy
+
+from payflow.sim import run
+from payflow.sim.sweep import sweep
+
+
+def bare_mmc(
+    customers: int,
+    arrival_rate: float = 9.0,
+    service_rate: float = 1.0,
+    servers: int = 10,
+    seed: int = 0,
+) -> float:
+    """Customers/s of a textbook SimPy M/M/c: one process per customer, a Resource."""
+    rng = random.Random(seed)
+    env = simpy.Environment()
+    counter = simpy.Resource(env, capacity=servers)
+    waits: list[float] = []
+
+    def customer(env: simpy.Environment) -> simpy.events.ProcessGenerator:
+        arrived = env.now
+        with counter.request() as req:
+            yield req
+            waits.append(env.now - arrived)
+            yield env.timeout(rng.expovariate(service_rate))
+
+    def source(env: simpy.Environment) -> simpy.events.ProcessGenerator:
+        for _ in range(customers):
+            yield env.timeout(rng.expovariate(arrival_rate))
+            env.process(customer(env))
+
+    env.process(source(env))
+    start = time.perf_counter()
+    env.run()
+    elapsed = time.perf_counter() - start
+    assert len(waits) == customers
+    return customers / elapsed
+
+
+def day(orders: int, scenario: str, strategy: str) -> tuple[float, int, dict[str, object]]:
+    start = time.perf_counter()
+    result = run(scenario, strategy, seed=0, orders=orders, trace=False)
+    elapsed = time.perf_counter() - start
+    return elapsed, int(result.summary["provider_calls"]), result.summary
+
+
+_CHILD = """
+import resource, sys
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from payflow.sim import run
+imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+run(sys.argv[1], sys.argv[2], seed=0, orders=int(sys.argv[3]), trace=False)
+print(base, imported, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory_mb(orders: int, scenario: str, strategy: str) -> tuple[float, float]:
+    """(peak RSS of a child that runs the day, its RSS after imports), in MiB."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, scenario, strategy, str(orders)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    _, imported, peak = (int(x) / 1024 for x in out)  # ru_maxrss is in KiB on Linux
+    return peak, imported
+
+
+def sweep_seconds(workers: int, orders: int, seeds: int) -> float:
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        sweep(
+            ["slow-provider-day", "calm-day"],
+            ["naive", "recommended"],
+            range(seeds),
+            executor=pool,
+            orders=orders,
+            progress=False,
+        )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--orders", type=int, default=50_000)
+    parser.add_argument("--scenario", default="slow-provider-day")
+    parser.add_argument("--strategy", default="recommended")
+    parser.add_argument("--bare", type=int, default=200_000, help="bare M/M/c customers")
+    parser.add_argument("--sweep-orders", type=int, default=2_000)
+    parser.add_argument("--sweep-seeds", type=int, default=2)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-sweep", action="store_true")
+    args = parser.parse_args()
+
+    print(
+        f"python {sys.version.split()[0]}, simpy {simpy.__version__}, "
+        f"{os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.2f}"
+    )
+    bare = max(bare_mmc(args.bare, seed=s) for s in range(2))
+    print(f"bare SimPy M/M/c (c=10, rho=0.9): {bare:10,.0f} customers/s (best of 2)")
+
+    elapsed, calls, summary = day(args.orders, args.scenario, args.strategy)
+    bare_after = bare_mmc(args.bare, seed=2)
+    bare = max(bare, bare_after)  # the faster bare rate: a conservative ratio
+    orders_s, calls_s = args.orders / elapsed, calls / elapsed
+    print(f"{args.strategy} on {args.scenario}, {args.orders:,} orders: {elapsed:.1f} s")
+    print(f"  {orders_s:10,.0f} orders/s  = {orders_s / bare:.3f} of bare per order")
+    print(
+        f"  {calls_s:10,.0f} calls/s   = {calls_s / bare:.3f} of bare per provider call "
+        f"({calls / args.orders:.1f} calls/order)"
+    )
+    print(
+        f"  shipped {summary['fulfilled']:,}, refunds {summary['refunds']:,}, "
+        f"duplicates {summary['duplicate_charges']}, orphans {summary['orphan_charges']}"
+    )
+
+    if not args.skip_memory:
+        peak, imported = peak_memory_mb(args.orders, args.scenario, args.strategy)
+        print(
+            f"peak memory (child ru_maxrss), {args.orders:,}-order day: {peak:.0f} MiB "
+            f"({imported:.0f} MiB after imports, so {peak - imported:.0f} MiB for the day)"
+        )
+
+    if not args.skip_sweep:
+        n_runs = 2 * 2 * args.sweep_seeds
+        one = sweep_seconds(1, args.sweep_orders, args.sweep_seeds)
+        two = sweep_seconds(2, args.sweep_orders, args.sweep_seeds)
+        print(
+            f"sweep of {n_runs} runs x {args.sweep_orders:,} orders: 1 worker {one:.1f} s, "
+            f"2 workers {two:.1f} s, speed-up {one / two:.2f} "
+            f"(load avg now {os.getloadavg()[0]:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
