@@ -34,6 +34,7 @@ from typing import Any
 import simpy
 
 from payflow.core import flows, recheck
+from payflow.core.api import MONEY_TAKEN_STATES
 from payflow.core.calls import Context
 from payflow.core.errors import (
     ConflictError,
@@ -44,6 +45,7 @@ from payflow.core.errors import (
     RequestRejected,
 )
 from payflow.core.events import AttemptResult, Retry
+from payflow.core.keys import derived_key
 from payflow.core.messages import Call, Request, Response
 from payflow.provider.faults import DAY_S
 from payflow.provider.ledger import Ledger
@@ -539,20 +541,63 @@ class Day:
             self._recheck_due[key] = (env.now + wait, failures)
         else:
             self._recheck_due.pop(key, None)
-        if result.action == "reported":
-            # Money taken that no flow claimed: apply it to the order (ship) and forget.
+        if result.action == "reported" and order.fulfilled_at is None and order.outcome != "failed":
+            # Money taken that no flow claimed, for an order still open: it is this
+            # order's payment (approved late) -- ship, email the customer, forget.
             self._fulfil(order)
             order.outcome = "paid"
-            journal.records.pop(record.idempotency_key, None)
+            journal.records.pop(key, None)
             self._email(order)
             if order.settled is not None:
                 _settle(order.settled, "success")
+        elif result.action == "reported":
+            # Unclaimable: the order was already paid by another payment, or the
+            # customer was told it failed. Refund it (the shipped refund flow).
+            order.note(env.now, "recheck", "payment cannot be applied to the order: refund")
+            journal.claim(key)
+            try:
+                done = yield from self._refund_reported(record, result, order)
+            except simpy.Interrupt:
+                order.note(env.now, "recheck", "killed by a crash")
+                return
+            finally:
+                journal.release(key)
+            if done:
+                journal.records.pop(key, None)
         elif result.action != "kept" and result.operation == "pay" and order.fulfilled_at is None:
             order.outcome = "failed"
             if self.strategy.email:
                 self._email(order)
             if order.settled is not None:
                 _settle(order.settled, "failed")
+
+    def _refund_reported(
+        self, record: Any, result: Any, order: Order
+    ) -> Generator[simpy.Event, Any, bool]:
+        """Refund the money-taken payments of a reported record; True once each one is
+        refunded or its refund is journalled (a later recheck repeats it)."""
+        states = str(result.state).split(",")
+        done = True
+        for payment_id, state in zip(result.payment_ids, states, strict=False):
+            if state not in MONEY_TAKEN_STATES:
+                continue
+            # The key a refunding recheck would have used, so a repeat is the same refund.
+            key = derived_key("refund", record.idempotency_key, payment_id)
+            flow = flows.refund(
+                payment_id,
+                record.amount,
+                record.reference,
+                self.context(),
+                key=key,
+                currency=record.currency,
+            )
+            try:
+                yield from run_flow(flow, self.io, order)
+            except (OutcomeUnknown, ConflictError):
+                pass  # journalled for a recheck / refunded already
+            except PayflowError:
+                done = False  # nothing reached the provider: keep the record, try later
+        return done
 
     # ------------------------------------------------------------ crashes
     def _crash(self, at: float) -> Generator[simpy.Event, Any, None]:

@@ -197,12 +197,16 @@ EXERCISE = Strategy(
     reconcile=True,
 )
 
+#: Recommended: the MobilePay rules, and a recheck that settles each unknown payment
+#: (same key, then polled to its final state) so a late approval ships the order.
+RECOMMENDED_POLICY = replace(MOBILEPAY_POLICY, recover_pending="poll", refund_unclaimed=False)
+
 RECOMMENDED = Strategy(
     "recommended",
     "every seed rule: per-order key, journal first, MobilePay timeouts and retries with "
-    "jitter and a retry budget, pollDelayInMs, polling deadline then cancel, recheck and "
-    "crash recovery, debounce + status page + email",
-    MOBILEPAY_POLICY,
+    "jitter and a retry budget, pollDelayInMs, polling deadline then cancel, recheck that "
+    "ships late approvals and crash recovery, debounce + status page + email",
+    RECOMMENDED_POLICY,
     debounce=True,
     feedback="spinner",
     email=True,

@@ -146,3 +146,36 @@ def test_recommended_tells_every_customer_something_at_once() -> None:
     s = summary("slow-provider-day", "recommended", 0)
     assert s["no_feedback"] == 0
     assert s["feedback_p99_s"] is not None and s["feedback_p99_s"] < 1.0
+
+
+def test_recommended_ships_late_approvals_instead_of_refunding_customers_who_paid() -> None:
+    # "We'll email you": a create that ended unknown is settled in the background (same
+    # key, polled to its end) and an approved payment ships the order.
+    for seed in SEEDS:
+        s = summary("slow-provider-day", "recommended", seed)
+        assert s["refunds"] == 0
+        assert s["fulfilled_rate"] > 0.85
+
+
+def test_a_reported_payment_that_cannot_be_applied_is_refunded_not_orphaned() -> None:
+    # Without the per-order key and lock, one order can end with two late payments:
+    # the first ships the order, the other is refunded by the backend.
+    from dataclasses import replace
+
+    from payflow.core.keys import KeyScope
+    from payflow.sim import get_strategy
+
+    rec = get_strategy("recommended")
+    loose = rec.but(
+        name="per-operation-no-lock",
+        policy=replace(rec.policy, key_scope=KeyScope.PER_OPERATION),
+        order_lock=False,
+        dedupe_paid=False,
+        debounce=False,
+    )
+    refunds = 0
+    for seed in range(3):
+        s = run("slow-provider-day", loose, seed=seed, orders=400, trace=False).summary
+        assert s["orphan_charges"] == 0 and s["free_orders"] == 0 and s["unresolved"] == 0
+        refunds += s["refunds"]
+    assert refunds > 0

@@ -35,7 +35,9 @@ def test_recommended_follows_the_seed_rules() -> None:
     assert policy.retry.timeouts.poll == 0.5
     assert policy.retry.max_attempts == 3
     assert policy.retry.backoff.kind.value == "full"
-    assert policy.cancel_on_give_up and policy.refund_unclaimed
+    assert policy.cancel_on_give_up
+    # Late approvals are polled to their end and shipped, not refunded (email promised).
+    assert policy.recover_pending == "poll" and not policy.refund_unclaimed
     assert s.budget is not None and s.new_budget() is not None
     assert s.debounce and s.mode == "async" and s.email
     assert s.order_lock and s.reconcile and s.recover_on_restart
