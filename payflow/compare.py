@@ -1,0 +1,430 @@
+"""The simulation next to the real thing: the same fault profile, two drivers.
+
+:func:`real_run` drives the shipped :class:`payflow.PaymentClient` from many
+threads against the reference provider server (real sockets, uvicorn) whose
+fault profile runs ``time_scale`` times faster than the clock on the wall, and
+reads the server's ledger for the ground truth. :func:`sim_run` simulates the
+same window of the same profile with :func:`payflow.sim.run`. Both return one
+row per order with the same columns, so :func:`compare` can put the
+simulated rates next to the real run's confidence intervals::
+
+    real = real_run("slow-provider-day", "naive", orders=40, start="12:00",
+                    duration_s=900, time_scale=100)
+    sim = sim_run("slow-provider-day", "naive", orders=40, start="12:00",
+                  duration_s=900, seeds=range(10))
+    compare(real, sim)
+
+What is compared is the shop's *backend*: each order is one ``pay`` call, as
+soon as the order arrives; there are no customers clicking twice or giving
+up (the simulated customers are made patient and single-clicking, and the
+strategy's UI and reconciliation knobs are switched off). Times in the
+client's policy (timeouts, backoff, deadlines) are divided by ``time_scale``
+so that the real client lives on the same compressed clock as the server.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from payflow.client import PaymentClient
+from payflow.core.backoff import Backoff
+from payflow.core.calls import Policy
+from payflow.core.events import Attempt, AttemptResult, Retry
+from payflow.errors import PayflowError
+from payflow.provider.faults import load_profile
+from payflow.provider.ledger import PayerModel
+from payflow.provider.testing import running_provider
+from payflow.sim import Strategy, get_strategy, parse_scenario, run
+from payflow.sim.scenarios import parse_time_of_day
+from payflow.sim.sweep import wilson_interval
+
+__all__ = [
+    "COLUMNS",
+    "METRICS",
+    "backend_strategy",
+    "compare",
+    "real_run",
+    "scale_policy",
+    "sim_run",
+    "summarize_orders",
+    "window_scenario",
+]
+
+#: The per-order columns both drivers produce.
+COLUMNS: tuple[str, ...] = (
+    "order_id",
+    "arrival_s",
+    "fulfilled",
+    "payments",
+    "charged",
+    "duplicate_charge",
+    "orphan_charge",
+    "timeouts",
+    "retries",
+    "provider_calls",
+)
+
+#: What :func:`compare` compares: (name, kind) with kind "rate" (a per-order
+#: flag, Wilson interval) or "mean" (a per-order count, normal interval).
+METRICS: tuple[tuple[str, str, str], ...] = (
+    ("duplicate_charge_rate", "rate", "duplicate_charge"),
+    ("orphan_charge_rate", "rate", "orphan_charge"),
+    ("fulfilled_rate", "rate", "fulfilled"),
+    ("timeouts_per_order", "mean", "timeouts"),
+    ("retries_per_order", "mean", "retries"),
+    ("provider_calls_per_order", "mean", "provider_calls"),
+)
+
+#: The payer both worlds use unless told otherwise (as in the built-in scenarios).
+DEFAULT_PAYER = PayerModel(
+    approve_probability=0.95, decide_after_s=(1.0, 4.0), expire_after_s=180.0
+)
+
+_MONEY_TAKEN = ("reserved", "captured")
+
+
+def _seconds(value: str | float, where: str) -> float:
+    return parse_time_of_day(value, where)
+
+
+def _scale_backoff(backoff: Backoff, k: float) -> Backoff:
+    return replace(backoff, base=backoff.base / k, cap=backoff.cap / k)
+
+
+def scale_policy(policy: Policy, time_scale: float) -> Policy:
+    """``policy`` with every duration divided by ``time_scale``.
+
+    Timeouts, retry deadline, backoff, the largest server-requested delay, the
+    shortest attempt timeout, and the polling deadline, delays and backoff.
+    Counts (attempts) and rules are unchanged.
+    """
+    if not (math.isfinite(time_scale) and time_scale > 0):
+        raise ValueError(f"time_scale: must be a positive number, got {time_scale!r}")
+    k = float(time_scale)
+    retry, polling = policy.retry, policy.polling
+    timeouts = replace(
+        retry.timeouts,
+        write=retry.timeouts.write / k,
+        read=retry.timeouts.read / k,
+        poll=retry.timeouts.poll / k,
+    )
+    retry = replace(
+        retry,
+        timeouts=timeouts,
+        deadline=None if retry.deadline is None else retry.deadline / k,
+        backoff=_scale_backoff(retry.backoff, k),
+        max_server_delay=retry.max_server_delay / k,
+        min_attempt_timeout=retry.min_attempt_timeout / k,
+    )
+    polling = replace(
+        polling,
+        deadline=polling.deadline / k,
+        default_delay=polling.default_delay / k,
+        min_delay=polling.min_delay / k,
+        backoff=_scale_backoff(polling.backoff, k),
+    )
+    return replace(policy, retry=retry, polling=polling)
+
+
+def backend_strategy(strategy: str | Strategy) -> Strategy:
+    """The backend half of a strategy: its policy and retry budget, nothing else.
+
+    Synchronous, no gateway timeout, no UI, no lock or paid-order check, no
+    reconciliation or crash recovery: what a real run of ``PaymentClient.pay``
+    per order does.
+    """
+    st = get_strategy(strategy)
+    return st.but(
+        name=st.name,
+        mode="sync",
+        gateway_timeout_s=None,
+        debounce=False,
+        feedback="none",
+        delay_notice_s=None,
+        email=False,
+        order_lock=False,
+        dedupe_paid=False,
+        reconcile=False,
+        recover_on_restart=False,
+    )
+
+
+def window_scenario(
+    faults: str,
+    orders: int,
+    start: str | float,
+    duration_s: float,
+    payer: PayerModel = DEFAULT_PAYER,
+    settle_s: float = 3600.0,
+) -> Any:
+    """A scenario whose ``orders`` arrive uniformly within one window of the day.
+
+    Customers are patient and click once (they never resubmit), the provider
+    applies the profile's full latency to every request (``read_latency=1``,
+    as the HTTP server does) and the backend never crashes.
+    """
+    t0 = _seconds(start, "start")
+    t1 = t0 + float(duration_s)
+    if not (duration_s > 0 and t0 >= 1.0 and t1 <= 86_400.0 - 1.0):
+        raise ValueError("start/duration_s: the window must lie within the day, away from midnight")
+    return parse_scenario(
+        {
+            "name": f"{faults}@{int(t0)}+{int(duration_s)}s",
+            "description": f"{orders} orders between {t0:.0f} s and {t1:.0f} s",
+            "traffic": {
+                "orders": orders,
+                "diurnal": [
+                    [0, 0.0],
+                    [t0 - 0.5, 0.0],
+                    [t0, 1.0],
+                    [t1, 1.0],
+                    [t1 + 0.5, 0.0],
+                    [86_400, 0.0],
+                ],
+            },
+            "customers": {
+                "click_again": 0.0,
+                "reload": 0.0,
+                "retry_after_error": 0.0,
+                "double_click": 0.0,
+                "patience_median_s": 600.0,
+                "patience_sigma": 0.0,
+            },
+            "provider": {
+                "faults": faults,
+                "read_latency": 1.0,
+                "payer": {
+                    "approve_probability": payer.approve_probability,
+                    "decide_after_s": list(payer.decide_after_s),
+                    "expire_after_s": payer.expire_after_s,
+                    "abandon_probability": payer.abandon_probability,
+                },
+            },
+            "backend": {"settle_s": settle_s},
+        },
+        source=f"<window of {faults}>",
+    )
+
+
+def sim_run(
+    faults: str,
+    strategy: str | Strategy,
+    orders: int,
+    start: str | float,
+    duration_s: float,
+    seeds: Iterable[int] = range(5),
+    payer: PayerModel = DEFAULT_PAYER,
+) -> pd.DataFrame:
+    """Simulate the window once per seed: one row per order (:data:`COLUMNS` + ``seed``)."""
+    scenario = window_scenario(faults, orders, start, duration_s, payer)
+    st = backend_strategy(strategy)
+    frames = []
+    for seed in seeds:
+        result = run(scenario, st, seed=seed, trace=False)
+        frame = result.orders.loc[:, list(COLUMNS)].copy()
+        frame.insert(0, "seed", seed)
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "strategy", st.name)
+    out.insert(0, "driver", "simulation")
+    return out
+
+
+class _Counts(threading.local):
+    current: dict[str, int] | None = None
+
+
+def real_run(
+    faults: str,
+    strategy: str | Strategy,
+    orders: int,
+    start: str | float,
+    duration_s: float,
+    *,
+    time_scale: float = 100.0,
+    seed: int = 0,
+    payer: PayerModel = DEFAULT_PAYER,
+    max_threads: int = 128,
+    settle_s: float | None = None,
+) -> pd.DataFrame:
+    """Run the window for real: ``PaymentClient.pay`` per order against the provider server.
+
+    Orders arrive uniformly at random (drawn from ``seed``) within the window
+    ``[start, start + duration_s)`` of the profile's day; the server's clock
+    runs ``time_scale`` times faster than real time, and the client's policy
+    is scaled to match (:func:`scale_policy`). After the last payment the run
+    waits ``settle_s`` simulated seconds (default: the payer's expiry plus a
+    minute) so payments nobody is waiting for reach their final state, then
+    takes the ledger's snapshot. Returns one row per order (:data:`COLUMNS`).
+    """
+    st = backend_strategy(strategy)
+    t0 = _seconds(start, "start")
+    if not (duration_s > 0 and t0 + duration_s <= 86_400.0):
+        raise ValueError("duration_s: the window must be positive and end within the day")
+    if isinstance(orders, bool) or not isinstance(orders, int) or orders < 1:
+        raise ValueError(f"orders: must be an integer >= 1, got {orders!r}")
+    rng = random.Random(f"{seed}:real-arrivals")
+    arrivals = sorted(t0 + rng.random() * duration_s for _ in range(orders))
+    amounts = [rng.randint(5_000, 150_000) for _ in range(orders)]
+    ids = [f"order-{i + 1:06d}" for i in range(orders)]
+    counts: dict[str, dict[str, int]] = {
+        order_id: {"timeouts": 0, "retries": 0, "provider_calls": 0} for order_id in ids
+    }
+    local = _Counts()
+
+    def hook(event: Any) -> None:
+        mine = local.current
+        if mine is None:
+            return
+        cls = type(event)
+        if cls is Attempt:
+            mine["provider_calls"] += 1
+        elif cls is AttemptResult:
+            if event.outcome == "timeout":
+                mine["timeouts"] += 1
+        elif cls is Retry:
+            mine["retries"] += 1
+
+    fulfilled: dict[str, bool] = dict.fromkeys(ids, False)
+    wait_s = (payer.expire_after_s + 60.0) if settle_s is None else settle_s
+    policy = scale_policy(st.policy, time_scale)
+    with running_provider(
+        faults=load_profile(faults),
+        time_scale=time_scale,
+        day_offset_s=t0,
+        seed=seed,
+        payer=payer,
+        require_idempotency_key=st.provider_requires_key,
+        lost_hold_s=max(1.0, 600.0 / time_scale),
+    ) as provider:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=max_threads)
+        with (
+            httpx.Client(limits=limits) as http,
+            PaymentClient(
+                provider.base_url,
+                provider.client_id,
+                provider.token,
+                policy=policy,
+                http=http,
+                hooks=hook,
+                rng=random.Random(f"{seed}:real-client"),
+                budget=st.new_budget(),
+            ) as client,
+        ):
+            begin = time.monotonic()
+            offset = provider.now() - t0  # the server's clock started a little earlier
+
+            def pay(i: int) -> None:
+                due = begin + max(0.0, arrivals[i] - t0 - offset) / time_scale
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                local.current = counts[ids[i]]
+                try:
+                    client.pay(ids[i], amounts[i])
+                    fulfilled[ids[i]] = True
+                except PayflowError:
+                    pass
+                finally:
+                    local.current = None
+
+            with ThreadPoolExecutor(max_workers=min(max_threads, orders)) as pool:
+                for future in [pool.submit(pay, i) for i in range(orders)]:
+                    future.result()
+        time.sleep(wait_s / time_scale)
+        ledger = provider.ledger()
+    refunded: dict[str, int] = {}
+    for refund in ledger.get("refunds", []):
+        refunded[refund["paymentId"]] = refunded.get(refund["paymentId"], 0) + int(refund["amount"])
+    payments: dict[str, int] = dict.fromkeys(ids, 0)
+    charged: dict[str, int] = dict.fromkeys(ids, 0)
+    for p in ledger["payments"]:
+        order_id = p["orderId"]
+        if order_id not in payments:
+            continue
+        payments[order_id] += 1
+        back = max(int(p.get("refundedAmount", 0)), refunded.get(p["paymentId"], 0))
+        if p["state"] in _MONEY_TAKEN and back < int(p["amount"]):
+            charged[order_id] += 1
+    rows = [
+        {
+            "order_id": order_id,
+            "arrival_s": arrivals[i],
+            "fulfilled": fulfilled[order_id],
+            "payments": payments[order_id],
+            "charged": charged[order_id],
+            "duplicate_charge": charged[order_id] > 1,
+            "orphan_charge": charged[order_id] > 0 and not fulfilled[order_id],
+            **counts[order_id],
+        }
+        for i, order_id in enumerate(ids)
+    ]
+    out = pd.DataFrame(rows, columns=list(COLUMNS))
+    out.insert(0, "seed", seed)
+    out.insert(0, "strategy", st.name)
+    out.insert(0, "driver", "real")
+    return out
+
+
+def summarize_orders(orders: pd.DataFrame) -> dict[str, Any]:
+    """The :data:`METRICS` of a set of orders, each with a 95% interval.
+
+    Rates use the Wilson interval of their count; per-order means use the
+    normal approximation ``mean ± 1.96 sd / sqrt(n)``.
+    """
+    n = len(orders)
+    out: dict[str, Any] = {"orders": n}
+    for name, kind, column in METRICS:
+        values = orders[column].astype(float)
+        if kind == "rate":
+            count = int(values.sum())
+            low, high = wilson_interval(count, n)
+            out[name], out[f"{name}_count"] = (count / n if n else math.nan), count
+        else:
+            mean = float(values.mean()) if n else math.nan
+            half = 1.96 * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
+            out[name] = mean
+            low, high = mean - half, mean + half
+        out[f"{name}_low"], out[f"{name}_high"] = low, high
+    return out
+
+
+def compare(real: pd.DataFrame, sim: pd.DataFrame) -> pd.DataFrame:
+    """Simulated metrics next to the real run's 95% intervals, per strategy.
+
+    One row per (strategy, metric): ``real`` with ``real_low``/``real_high``,
+    ``sim`` (pooled over the simulation's seeds) with ``sim_low``/``sim_high``,
+    and ``within``: the simulated value lies inside the real interval.
+    """
+    rows = []
+    for strategy, real_orders in real.groupby("strategy", sort=False):
+        sim_orders = sim[sim["strategy"] == strategy]
+        r, s = summarize_orders(real_orders), summarize_orders(sim_orders)
+        for name, _, _ in METRICS:
+            low, high = r[f"{name}_low"], r[f"{name}_high"]
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "metric": name,
+                    "real": r[name],
+                    "real_low": low,
+                    "real_high": high,
+                    "real_orders": r["orders"],
+                    "sim": s[name],
+                    "sim_low": s[f"{name}_low"],
+                    "sim_high": s[f"{name}_high"],
+                    "sim_orders": s["orders"],
+                    "within": bool(low - 1e-12 <= s[name] <= high + 1e-12),
+                }
+            )
+    return pd.DataFrame(rows)
