@@ -380,7 +380,9 @@ def summarize_orders(orders: pd.DataFrame) -> dict[str, Any]:
     """The :data:`METRICS` of a set of orders, each with a 95% interval.
 
     Rates use the Wilson interval of their count; per-order means use the
-    normal approximation ``mean ± 1.96 sd / sqrt(n)``.
+    normal approximation ``mean ± 1.96 sd / sqrt(n)``, never narrower than
+    the Wilson upper bound of 0 of ``n`` (so that orders that all made the
+    same count do not claim a zero-width interval).
     """
     n = len(orders)
     out: dict[str, Any] = {"orders": n}
@@ -393,6 +395,9 @@ def summarize_orders(orders: pd.DataFrame) -> dict[str, Any]:
         else:
             mean = float(values.mean()) if n else math.nan
             half = 1.96 * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
+            # Resolution floor: n orders that all made the same count cannot rule out
+            # that a share of orders up to the Wilson bound of 0-of-n differ by one.
+            half = max(half, wilson_interval(0, n)[1]) if n > 1 else half
             out[name] = mean
             low, high = mean - half, mean + half
         out[f"{name}_low"], out[f"{name}_high"] = low, high

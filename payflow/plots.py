@@ -22,6 +22,7 @@ __all__ = [
     "order_timeline",
     "rate_by_strategy",
     "rate_grid",
+    "sim_vs_real",
     "time_series",
 ]
 
@@ -250,4 +251,42 @@ def lines_by_group(
     ax.set_ylabel(ylabel or LABELS.get(y, y))
     ax.set_title(title or LABELS.get(y, y))
     ax.legend(fontsize=8, title=group)
+    return ax
+
+
+def sim_vs_real(
+    table: pd.DataFrame,
+    metrics: Sequence[str],
+    ax: Axes | None = None,
+    title: str = "",
+    xlabel: str = "",
+) -> Axes:
+    """The real run's 95% interval (bar) and the simulated value (diamond) per row.
+
+    ``table`` is :func:`payflow.compare.compare` output (``strategy``,
+    ``metric``, ``real``, ``real_low``, ``real_high``, ``sim``, ``within``);
+    one row per (strategy, metric in ``metrics``). A diamond is green inside
+    the interval and red outside it. Rates (``*_rate``) are drawn in percent.
+    """
+    ax = _axes(ax, (8.0, 0.45 * max(4, len(table)) + 1.0))
+    rows = table[table["metric"].isin(metrics)].reset_index(drop=True)
+    for y, row in enumerate(rows.to_dict("records")):
+        k = 100.0 if str(row["metric"]).endswith("_rate") else 1.0
+        ax.plot([row["real_low"] * k, row["real_high"] * k], [y, y], color="#1f77b4", lw=6,
+                alpha=0.35, solid_capstyle="butt")  # fmt: skip
+        ax.plot([row["real"] * k], [y], "|", color="#1f77b4", ms=14, mew=2)
+        colour = "#2ca02c" if row["within"] else "#d62728"
+        ax.plot([row["sim"] * k], [y], "D", color=colour, ms=7)
+    labels = [
+        f"{r.strategy}: {LABELS.get(str(r.metric), str(r.metric))}" for r in rows.itertuples()
+    ]
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel or "value (rates in % of orders)")
+    ax.set_title(title or "real run (95% interval) vs simulation (diamond)")
+    ax.plot([], [], color="#1f77b4", lw=6, alpha=0.35, label="real run, 95% interval")
+    ax.plot([], [], "D", color="#2ca02c", label="simulation, inside")
+    ax.plot([], [], "D", color="#d62728", label="simulation, outside")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
     return ax
