@@ -23,6 +23,7 @@ __all__ = [
     "rate_by_strategy",
     "rate_grid",
     "sim_vs_real",
+    "stacked_counts",
     "time_series",
 ]
 
@@ -289,4 +290,37 @@ def sim_vs_real(
     ax.plot([], [], "D", color="#d62728", label="simulation, outside")
     ax.legend(fontsize=8, loc="best")
     ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def stacked_counts(
+    table: pd.DataFrame,
+    ax: Axes | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "count",
+    colors: Sequence[str] | None = None,
+) -> Axes:
+    """Stacked bars: one bar per row of ``table``, one segment per column (counts).
+
+    ``table`` is a crosstab (e.g. :func:`payflow.sim.crashes.end_table`);
+    each bar is labelled with its total.
+    """
+    ax = _axes(ax)
+    bottom = pd.Series(0.0, index=table.index)
+    for i, column in enumerate(table.columns):
+        values = table[column].astype(float)
+        color = colors[i % len(colors)] if colors else None
+        ax.bar([str(x) for x in table.index], values, bottom=bottom, label=str(column), color=color)
+        bottom = bottom + values
+    for x, total in enumerate(bottom):
+        ax.annotate(
+            f"{total:.0f}", (x, total), xytext=(0, 3), textcoords="offset points", ha="center",
+            fontsize=8,
+        )  # fmt: skip
+    ax.set_title(title)
+    ax.set_xlabel(xlabel or (str(table.index.name) if table.index.name else ""))
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.tick_params(axis="x", labelrotation=20)
     return ax
