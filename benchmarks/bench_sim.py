@@ -6,7 +6,7 @@ Prints, all from this one run on this machine:
 2. ``payflow.sim.run`` of a slow-provider day under ``recommended`` (50,000 orders,
    ``--orders`` to scale down, ``trace=False``): orders/s and provider calls/s, and
    their ratios to the bare rate (per order and per provider call);
-3. peak memory of that day, in a fresh child process (``ru_maxrss``, and the
+3. peak memory of that day, in a fresh child process (``VmHWM``, and the
    interpreter's baseline so the day's own share is visible);
 4. sweep speed-up: the same small ``payflow.sim.sweep`` on a process pool of 1 and 2
    workers (only meaningful on an otherwise idle machine with >= 2 cores).
@@ -72,23 +72,35 @@ def day(orders: int, scenario: str, strategy: str) -> tuple[float, int, dict[str
 
 _CHILD = """
 import resource, sys
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def hwm():  # peak RSS of this process in KiB (VmHWM; ru_maxrss as a fallback)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+try:  # forget the parent's peak that a forked child inherits (Linux clear_refs)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+except OSError:
+    pass
 from payflow.sim import run
-imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+imported = hwm()
 run(sys.argv[1], sys.argv[2], seed=0, orders=int(sys.argv[3]), trace=False)
-print(base, imported, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(imported, hwm())
 """
 
 
 def peak_memory_mb(orders: int, scenario: str, strategy: str) -> tuple[float, float]:
-    """(peak RSS of a child that runs the day, its RSS after imports), in MiB."""
+    """(peak RSS of a fresh child that runs the day, its peak after imports), in MiB."""
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, scenario, strategy, str(orders)],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.split()
-    _, imported, peak = (int(x) / 1024 for x in out)  # ru_maxrss is in KiB on Linux
+    imported, peak = (int(x) / 1024 for x in out)  # KiB on Linux
     return peak, imported
 
 
@@ -145,7 +157,7 @@ def main() -> None:
     if not args.skip_memory:
         peak, imported = peak_memory_mb(args.orders, args.scenario, args.strategy)
         print(
-            f"peak memory (child ru_maxrss), {args.orders:,}-order day: {peak:.0f} MiB "
+            f"peak memory (child VmHWM), {args.orders:,}-order day: {peak:.0f} MiB "
             f"({imported:.0f} MiB after imports, so {peak - imported:.0f} MiB for the day)"
         )
 
