@@ -177,7 +177,7 @@ _MARKERS: dict[str, dict[str, Any]] = {
     "click": {"marker": "v", "color": "#1f77b4"},
     "call": {"marker": "|", "color": "#7f7f7f"},
     "timeout": {"marker": "x", "color": "#d62728"},
-    "charge": {"marker": "$", "color": "#2ca02c"},
+    "charge": {"marker": "D", "color": "#2ca02c"},
     "refund": {"marker": "<", "color": "#9467bd"},
     "ui": {"marker": "s", "color": "#ff7f0e"},
 }

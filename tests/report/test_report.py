@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -175,3 +176,18 @@ def test_page_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None
     )
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 50_000  # charts, not a blank page
+
+
+def test_order_timeline_draws_every_kind() -> None:
+    from payflow import plots
+
+    trace = pd.DataFrame(
+        {
+            "t": [0.0, 0.1, 2.1, 2.2, 5.0, 9.0],
+            "kind": ["click", "call", "timeout", "charge", "refund", "ui"],
+            "label": ["submit", "create", "2 s", "paid", "refund", "shipped"],
+        }
+    )
+    ax = plots.order_timeline(trace)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(trace["kind"])
+    ax.figure.savefig(io.BytesIO(), format="png")  # renders without error
