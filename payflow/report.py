@@ -53,7 +53,7 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 DEFAULT_SEEDS = 3
-DEFAULT_ORDERS = 1500
+DEFAULT_ORDERS = 600
 
 
 def format_cell(column: str, value: Any) -> str:
