@@ -243,6 +243,20 @@ def _split(values: Sequence[str] | None) -> list[str] | None:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
+def _writable_folder(value: str) -> Path:
+    """The output folder, created if needed; a clear error naming --out otherwise."""
+    import os
+
+    out = Path(value)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {value!r}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"--out {value!r}: the folder is not writable")
+    return out
+
+
 def _report(args: argparse.Namespace) -> int:
     from payflow.sim import get_strategy, load_scenario, scenario_names, strategy_names
     from payflow.sim.sweep import summarize, sweep
@@ -257,6 +271,7 @@ def _report(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if args.orders is not None and args.orders < 1:
         raise ValueError(f"--orders must be >= 1, got {args.orders}")
+    out = _writable_folder(args.out)  # before the sweep: never lose a run to a bad path
     seeds = list(range(args.seeds))
     started = time.perf_counter()
     runs = sweep(scenarios, strategies, seeds, orders=args.orders, progress=args.progress)
@@ -264,7 +279,7 @@ def _report(args: argparse.Namespace) -> int:
     index = build_report(
         runs,
         summary,
-        Path(args.out),
+        out,
         seeds=seeds,
         orders=args.orders,
         elapsed_s=time.perf_counter() - started,

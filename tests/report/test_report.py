@@ -109,13 +109,43 @@ def test_tables_equal_the_data_file(report: Path) -> None:
         data = summary[summary["scenario"] == scenario].set_index("strategy")
         assert sorted(r["strategy"] for r in rows) == sorted(STRATEGIES)
         for row in rows:
-            for column, _ in TABLE_COLUMNS:
-                if column in data.columns:
-                    assert row[column] == format_cell(column, data.loc[row["strategy"], column]), (
-                        scenario,
-                        row["strategy"],
-                        column,
-                    )
+            assert set(row) == {c for c, _ in TABLE_COLUMNS}  # every column is shown
+            for column, _ in TABLE_COLUMNS[1:]:  # the first is the strategy itself
+                assert row[column] == format_cell(column, data.loc[row["strategy"], column]), (
+                    scenario,
+                    row["strategy"],
+                    column,
+                )
+
+
+def test_pooled_counts_match_the_runs_file(report: Path) -> None:
+    """The summary is recomputed here from the per-run data, not read back."""
+    page = parse(report)
+    runs = pd.read_csv(report / "runs.csv")
+    for scenario, rows in page.tables.items():
+        for row in rows:
+            mine = runs[(runs["scenario"] == scenario) & (runs["strategy"] == row["strategy"])]
+            orders = int(mine["orders"].sum())
+            assert row["orders"] == str(orders)
+            for count, rate in (
+                ("duplicate_charges", "duplicate_charge_rate"),
+                ("silent_charges", "silent_charge_rate"),
+                ("orphan_charges", "orphan_charge_rate"),
+            ):
+                n = int(mine[count].sum())
+                assert row[count] == str(n)
+                assert row[rate] == f"{n / orders * 100:.2f}"
+            assert row["refunds"] == str(int(mine["refunds"].sum()))
+
+
+@pytest.mark.parametrize("bad", ["README.md", "/proc/payflow-nope"])
+def test_a_bad_out_folder_is_refused_before_the_sweep(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = bad if bad.startswith("/") else str(Path(__file__).resolve().parents[2] / bad)
+    assert main(["report", "--out", target, "--seeds", "1", "--orders", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "Traceback" not in err
 
 
 def test_tables_are_sorted_by_harm(report: Path) -> None:
