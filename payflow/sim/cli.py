@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from payflow.sim.runner import resolve_scenario, run
+from payflow.sim.runner import MAX_ORDERS, check_orders, resolve_scenario, run
 from payflow.sim.scenarios import scenario_names
 from payflow.sim.strategies import PRESETS, get_strategy
 
@@ -44,7 +44,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--seed", type=_non_negative, default=0, metavar="N", help="random seed")
     parser.add_argument(
-        "--orders", type=_positive, default=None, metavar="N", help="orders in the day"
+        "--orders",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help=f"orders in the day (at most {MAX_ORDERS})",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list of summaries")
     parser.add_argument(
@@ -97,10 +101,15 @@ def main(args: argparse.Namespace) -> int:
         return 0
     scenarios = _names(args.scenario, "--scenario", scenario_names())
     strategies = _names(args.strategy, "--strategy", list(PRESETS))
-    # Check every name before running anything.
+    # Check every name and count before running anything.
+    if args.orders is not None:
+        check_orders("--orders", args.orders)
     resolved = [resolve_scenario(name) for name in scenarios]
     for name in strategies:
         get_strategy(name)
+    if args.orders is None:
+        for scenario in resolved:
+            check_orders(f"{scenario.name}: traffic.orders", scenario.traffic.orders)
     summaries: list[dict[str, Any]] = []
     show_progress = not args.json and sys.stderr.isatty()
     for scenario in resolved:
@@ -132,15 +141,20 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _progress_bar(label: str) -> Callable[[float, float], None]:
+    """A bar drawn at once (tqdm draws on creation, while the run still draws its
+    orders), then advanced over the simulated day."""
     from tqdm import tqdm
 
-    bar = tqdm(total=100, desc=label, unit="%", file=sys.stderr, leave=False)
-    state = {"done": 0}
+    bar = tqdm(total=100, desc=f"{label}: drawing orders", unit="%", file=sys.stderr, leave=False)
+    state = {"done": 0, "started": 0}
 
     def update(now: float, end: float) -> None:
         if end < 0:
             bar.close()
             return
+        if not state["started"]:
+            state["started"] = 1
+            bar.set_description(label, refresh=False)
         pct = int(100 * now / end) if end > 0 else 100
         bar.update(pct - state["done"])
         state["done"] = pct
@@ -180,6 +194,7 @@ _ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
         ),
     ),
     ("never told the outcome", lambda s: _count_rate(s, "no_feedback", "no_feedback_rate")),
+    ("promised email unsent", lambda s: _count_rate(s, "emails_unsent", "emails_unsent_rate")),
     ("refunds", lambda s: str(s["refunds"])),
     ("unresolved", lambda s: str(s["unresolved"])),
 )

@@ -8,12 +8,22 @@ column              meaning
 charged             payments of the order that took money and were not
                     refunded (``reserved``/``captured`` in the ledger)
 duplicate_charge    ``charged > 1``
-silent_charge       charged, the order shipped, and the customer gave up
-                    without a definite message on the page (unhappy customer 1)
+silent_charge       charged, the order shipped, and the customer was given no
+                    outcome: they gave up without a definite message on the
+                    page, or were promised an email that was never sent
+                    (unhappy customer 1)
 orphan_charge       charged, the order not shipped
 lost_sale           the customer gave up and nothing is charged
 timeouts            client-side timeouts of its provider calls
-retries             calls beyond the first of each logical operation
+retries             calls beyond the first of each logical operation: the
+                    core's ``Retry`` events, plus each poll that repeats an
+                    unanswered poll (``poll_retries``), plus each write sent
+                    again with a key the order already used for it
+                    (``resends``: rechecks replaying a create, repeat submits
+                    under a per-order key)
+poll_retries        polls sent because the previous poll got no answer (a
+                    timeout, a refused connection or a non-2xx), also in
+                    ``retries``
 provider_calls      every call for the order, polls and rechecks included
 feedback_s          first click to a definite message (success, failure, or
                     "we will email you") on the page or by email; NaN if none
@@ -21,9 +31,22 @@ refunds             refunds the shop's reconciliation issued for it
 unresolved          the shop's journal still holds it, or a payment of it is
                     still waiting for the payer
 free_order          shipped, but nothing is charged (a refund too many)
-unhappy_customer    which of the exercise's unhappy customers the order is:
-                    1 silent charge; 2 charged twice after one submit (retries);
-                    3 charged twice after several submits; 0 none of them
+email_promised_s    first click to "we will email you" on the page; NaN if
+                    never promised
+email_sent_s        first click to the outcome email; NaN if none was sent
+email_unsent        promised an email, and none was sent by the end of the
+                    run (an unkept promise; with money taken and the order
+                    shipped it is also a silent charge)
+unhappy_1           unhappy customer 1: ``silent_charge``
+unhappy_2           unhappy customer 2: charged twice after one submit
+                    (``duplicate_charge`` and ``submits == 1``: retries)
+unhappy_3           unhappy customer 3: charged twice after several submits
+                    (``duplicate_charge`` and ``submits > 1``)
+unhappy_customer    one label, for compatibility: 1, 2, 3 or 0 (none). An
+                    order can be customer 1 and 2 (or 1 and 3) at once -- a
+                    silent double charge; the label then says 1 (silent
+                    takes priority), so count 2 and 3 with ``unhappy_2`` /
+                    ``unhappy_3``
 ==================  ==========================================================
 
 Event times (``*_at_s``) are seconds since midnight of the simulated day.
@@ -63,6 +86,10 @@ ORDER_COLUMNS = (
     "unresolved",
     "free_order",
     "unhappy_customer",
+    "unhappy_1",
+    "unhappy_2",
+    "unhappy_3",
+    "email_unsent",
     "fulfilled",
     "gave_up",
     "outcome",
@@ -71,11 +98,16 @@ ORDER_COLUMNS = (
     "last_page",
     "timeouts",
     "retries",
+    "poll_retries",
+    "resends",
     "provider_calls",
+    "email_promised_s",
+    "email_sent_s",
     "feedback_at_s",
     "left_at_s",
     "fulfilled_at_s",
     "email_at_s",
+    "email_promised_at_s",
 )
 
 
@@ -112,8 +144,13 @@ def order_frame(day: Day) -> pd.DataFrame:
                 waiting = True
         fulfilled = order.fulfilled_at is not None
         first = _first(order.feedback_at, order.email_at)
-        silent = charged > 0 and fulfilled and order.gave_up
-        unhappy = 1 if silent else (0 if charged < 2 else (2 if order.submits == 1 else 3))
+        unsent = order.email_promised_at is not None and order.email_at is None
+        silent = charged > 0 and fulfilled and (order.gave_up or unsent)
+        duplicate = charged > 1
+        unhappy_2 = duplicate and order.submits == 1
+        unhappy_3 = duplicate and order.submits > 1
+        # Silent takes priority in the one-label column; the booleans do not hide.
+        unhappy = 1 if silent else (2 if unhappy_2 else (3 if unhappy_3 else 0))
         values = {
             "order_id": order.order_id,
             "arrival_s": order.arrival,
@@ -127,13 +164,17 @@ def order_frame(day: Day) -> pd.DataFrame:
             "charged": charged,
             "refunds": refunds_of.get(order.order_id, 0),
             "refunded_amount": refunded_amount,
-            "duplicate_charge": charged > 1,
+            "duplicate_charge": duplicate,
             "silent_charge": silent,
             "orphan_charge": charged > 0 and not fulfilled,
             "lost_sale": order.gave_up and charged == 0,
             "unresolved": waiting or order.order_id in in_journal,
             "free_order": fulfilled and charged == 0,
             "unhappy_customer": unhappy,
+            "unhappy_1": silent,
+            "unhappy_2": unhappy_2,
+            "unhappy_3": unhappy_3,
+            "email_unsent": unsent,
             "fulfilled": fulfilled,
             "gave_up": order.gave_up,
             "outcome": order.outcome or "none",
@@ -142,15 +183,24 @@ def order_frame(day: Day) -> pd.DataFrame:
             "last_page": order.last_page or "none",
             "timeouts": order.timeouts,
             "retries": order.retries,
+            "poll_retries": order.poll_retries,
+            "resends": order.resends,
             "provider_calls": order.calls,
+            "email_promised_s": _since(order.email_promised_at, order.arrival),
+            "email_sent_s": _since(order.email_at, order.arrival),
             "feedback_at_s": _nan(first),
             "left_at_s": _nan(order.left_at),
             "fulfilled_at_s": _nan(order.fulfilled_at),
             "email_at_s": _nan(order.email_at),
+            "email_promised_at_s": _nan(order.email_promised_at),
         }
         for name, value in values.items():
             rows[name].append(value)
     return pd.DataFrame(rows, columns=list(ORDER_COLUMNS))
+
+
+def _since(at: float | None, start: float) -> float:
+    return math.nan if at is None else at - start
 
 
 def _first(*times: float | None) -> float | None:
@@ -182,7 +232,14 @@ def summarize(frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int) -
         count = int(frame[column].sum())
         out[f"{metric}s"] = count
         out[f"{metric}_rate"] = _rate(count, n)
-    for metric in ("timeouts", "retries", "provider_calls"):
+    for kind in (1, 2, 3):
+        out[f"unhappy_{kind}"] = int(frame[f"unhappy_{kind}"].sum())
+    out["emails_promised"] = int(frame["email_promised_s"].notna().sum())
+    out["emails_sent"] = int(frame["email_sent_s"].notna().sum())
+    # Unkept promises: "we will email you" on the page, and no email by the end of the run.
+    out["emails_unsent"] = int(frame["email_unsent"].sum())
+    out["emails_unsent_rate"] = _rate(out["emails_unsent"], n)
+    for metric in ("timeouts", "retries", "poll_retries", "resends", "provider_calls"):
         total = int(frame[metric].sum())
         out[metric] = total
         out[f"{metric}_per_order"] = _rate(total, n)

@@ -44,7 +44,7 @@ from payflow.core.errors import (
     ProviderUnavailable,
     RequestRejected,
 )
-from payflow.core.events import AttemptResult, Retry
+from payflow.core.events import Attempt, AttemptResult, Retry
 from payflow.core.keys import derived_key
 from payflow.core.messages import Call, Request, Response
 from payflow.provider.faults import DAY_S
@@ -76,6 +76,7 @@ class Order:
         "calls",
         "clicks",
         "email_at",
+        "email_promised_at",
         "feedback",
         "feedback_at",
         "flows",
@@ -83,12 +84,15 @@ class Order:
         "gave_up",
         "index",
         "inflight",
+        "keys_sent",
         "last_page",
         "left_at",
         "order_id",
         "outcome",
         "patience",
+        "poll_retries",
         "rechecks",
+        "resends",
         "retries",
         "settled",
         "submits",
@@ -111,6 +115,9 @@ class Order:
         self.calls = 0
         self.timeouts = 0
         self.retries = 0
+        self.poll_retries = 0
+        self.resends = 0
+        self.keys_sent: set[tuple[str, str]] | None = None
         self.feedback = ""
         self.feedback_at: float | None = None
         self.last_page = ""
@@ -118,6 +125,7 @@ class Order:
         self.gave_up = False
         self.fulfilled_at: float | None = None
         self.email_at: float | None = None
+        self.email_promised_at: float | None = None
         self.outcome = ""
         self.inflight: simpy.Event | None = None
         self.settled: simpy.Event | None = None
@@ -134,8 +142,40 @@ class Order:
                 self.timeouts += 1
         elif cls is Retry:
             self.retries += 1
+        elif cls is Attempt:
+            self._count_attempt(event)
         if self.trace is not None:
             self.trace.append(event)
+
+    def _count_attempt(self, event: Attempt) -> None:
+        """Retries the core emits no ``Retry`` for (DESIGN: calls beyond the first
+        of each logical operation).
+
+        * ``poll_until_settled`` polls again after an unanswered poll; its attempt
+          number counts the unanswered polls in a row, so a poll numbered > 1
+          repeats one that got no answer.
+        * A write sent again with an idempotency key this order already sent for
+          the same operation -- a recheck replaying the create, a repeat submit
+          under a per-order key -- is the same logical operation once more.
+          (Attempts after the first of one ``call`` are counted by their ``Retry``.)
+        """
+        if event.attempt > 1:
+            if event.operation == "poll":
+                self.retries += 1
+                self.poll_retries += 1
+            return
+        key = event.idempotency_key
+        if key is None:
+            return
+        sent = self.keys_sent
+        if sent is None:
+            sent = self.keys_sent = set()
+        op_key = (event.operation, key)
+        if op_key in sent:
+            self.retries += 1
+            self.resends += 1
+        else:
+            sent.add(op_key)
 
     def note(self, at: float, kind: str, detail: str = "") -> None:
         """Add a UI/backend entry to the trace."""
@@ -257,6 +297,8 @@ class Day:
         order.last_page = message
         order.note(now, "page", message)
         if message in DEFINITE:
+            if message == "email" and order.email_promised_at is None:
+                order.email_promised_at = now
             if order.feedback_at is None:
                 order.feedback_at = now
                 order.feedback = message
@@ -458,11 +500,15 @@ class Day:
             if order.inflight is done:
                 order.inflight = None
             done.succeed(message)
-        if strategy.mode == "async":
-            if message in ("success", "failed") and strategy.email:
-                self._email(order)
-            if order.settled is not None and message != "error":
-                _settle(order.settled, message)
+        if (
+            message in ("success", "failed")
+            and strategy.email
+            and (strategy.mode == "async" or order.email_promised_at is not None)
+        ):
+            # The status page (or a "we will email you" page) promised the outcome.
+            self._email(order)
+        if strategy.mode == "async" and order.settled is not None and message != "error":
+            _settle(order.settled, message)
 
     def _fulfil(self, order: Order) -> None:
         if order.fulfilled_at is None:

@@ -20,7 +20,18 @@ from payflow.sim.provider import ProviderStats
 from payflow.sim.scenarios import Scenario, load_scenario
 from payflow.sim.strategies import Strategy, get_strategy
 
-__all__ = ["TRACE_AUTO_MAX_ORDERS", "Result", "resolve_scenario", "run"]
+__all__ = [
+    "MAX_ORDERS",
+    "TRACE_AUTO_MAX_ORDERS",
+    "Result",
+    "check_orders",
+    "resolve_scenario",
+    "run",
+]
+
+#: The most orders one run takes: a thousand times the scenarios' days; a larger
+#: count is almost surely a typo and would only exhaust memory.
+MAX_ORDERS = 2_000_000
 
 #: ``run(trace=None)`` keeps timelines for runs up to this many orders.
 TRACE_AUTO_MAX_ORDERS = 20_000
@@ -89,6 +100,14 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def check_orders(name: str, value: Any) -> int:
+    """``value`` as an order count: an integer from 1 to :data:`MAX_ORDERS` (else ValueError)."""
+    count = _check_int(name, value, 1)
+    if count > MAX_ORDERS:
+        raise ValueError(f"{name}: must be at most {MAX_ORDERS}, got {count}")
+    return count
+
+
 def run(
     scenario: str | Scenario,
     strategy: str | Strategy,
@@ -100,7 +119,8 @@ def run(
 ) -> Result:
     """Simulate one day of ``scenario`` under ``strategy``.
 
-    ``orders`` replaces the day's order count (the arrival rate scales with it).
+    ``orders`` replaces the day's order count (the arrival rate scales with it);
+    at most :data:`MAX_ORDERS` (a ValueError naming ``orders`` otherwise).
     ``trace`` keeps each order's timeline for :meth:`Result.trace` (about 5 kB
     an order); ``None`` keeps them for runs of up to
     :data:`TRACE_AUTO_MAX_ORDERS` orders.
@@ -111,7 +131,9 @@ def run(
     sc = resolve_scenario(scenario)
     st = get_strategy(strategy)
     if orders is not None:
-        sc = sc.with_orders(_check_int("orders", orders, 1))
+        sc = sc.with_orders(check_orders("orders", orders))
+    else:
+        check_orders("traffic.orders", sc.traffic.orders)
     if trace is None:
         trace = sc.traffic.orders <= TRACE_AUTO_MAX_ORDERS
     day = Day(sc, st, seed, trace=trace).run(progress)
