@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,9 +121,12 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Run:
-    """The bookkeeping of one flow run: which journal records it saved."""
+    """The bookkeeping of one flow run: which journal records it saved.
+
+    Compared and hashed by identity: the engine keeps the runs in progress.
+    """
 
     saved: set[str] = field(default_factory=set)
 
@@ -211,6 +216,8 @@ class Engine:
         self.ctx = Context(policy, rng if rng is not None else secrets.SystemRandom(), budget)
         self.journal, self.owns_journal = open_journal(journal)
         self.instance = secrets.token_hex(6)
+        self._active: dict[Run, int] = {}
+        self._active_lock = threading.Lock()
         self._headers = {
             "Authorization": f"Bearer {token}",
             api.CLIENT_ID_HEADER: self.client_id,
@@ -312,6 +319,11 @@ class Engine:
                 _log.warning("hook %r raised on %s; ignored", hook, type(event).__name__,
                              exc_info=True)  # fmt: skip
 
+    def forget_kept(self, run: Run) -> None:
+        """Forget every record ``run`` left in the journal (its caller has the outcome)."""
+        for key in list(run.saved):
+            self.perform(Forget(key), run)
+
     def abandon(self, run: Run) -> None:
         """A flow stopped abnormally: let ``recover()`` take its records at once."""
         if run.saved:
@@ -319,6 +331,28 @@ class Engine:
                 self.journal.release(run.saved, self.owner)
             except Exception:
                 _log.error("journal: could not release %d record(s)", len(run.saved), exc_info=True)
+
+    @contextmanager
+    def running(self, run: Run) -> Iterator[Run]:
+        """Mark ``run`` as in progress in this client for the duration of the block."""
+        with self._active_lock:
+            self._active[run] = self._active.get(run, 0) + 1
+        try:
+            yield run
+        finally:
+            with self._active_lock:
+                left = self._active.pop(run) - 1
+                if left:
+                    self._active[run] = left
+
+    def busy_keys(self) -> set[str]:
+        """Journal keys of the records flows of this client are working on right now."""
+        with self._active_lock:
+            runs = list(self._active)
+        keys: set[str] = set()
+        for run in runs:
+            keys.update(set(run.saved))  # a copy: the run's thread may be adding to it
+        return keys
 
     def claim(self) -> list[PendingRecord]:
         """Take the journal records this client should settle now."""

@@ -17,6 +17,7 @@ Errors come from :mod:`payflow.errors`; see its docstring for the tree.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,11 +32,12 @@ from payflow.core import flows, validate
 from payflow.core.backoff import Rng
 from payflow.core.budget import RetryBudget
 from payflow.core.calls import Flow, Policy
+from payflow.core.errors import InvalidRequest
 from payflow.core.flows import PaymentResult
 from payflow.core.keys import new_key
-from payflow.core.messages import Call, Sleep
+from payflow.core.messages import Call, PendingRecord, Sleep
 from payflow.core.recheck import RecheckResult, recheck
-from payflow.journal import Journal
+from payflow.journal import Journal, leased_elsewhere, owner_alive
 
 __all__ = [
     "AsyncPaymentClient",
@@ -51,6 +53,7 @@ __all__ = [
 T = TypeVar("T")
 Hooks = Iterable[Callable[[Any], object]] | Callable[[Any], object] | None
 JournalArg = str | Any | None  # a path, a journal object, or None (in memory)
+OnPaid = Callable[[PaymentResult], object]
 _DEFAULT: Literal["default"] = "default"
 
 
@@ -123,10 +126,14 @@ class _Base:
 
         Use after ``pay(..., keep_record=True)`` (pass the result) or for a
         ``"reported"`` recover result (pass it, or its order id). With an order
-        id, records still awaiting a recheck are kept: only ``recover()``
-        settles those. Returns how many records were forgotten.
+        id only finished records go: ``"reported"`` ones, and payments with a
+        payment id that no one is still working on -- records awaiting a
+        recheck are left to ``recover()``, and a payment in progress (in this
+        client, or leased by another client or process) is kept. Returns how
+        many records were forgotten.
         """
-        journal = self._engine.journal
+        engine = self._engine
+        journal = engine.journal
         if isinstance(what, PaymentResult):
             keys = [
                 r.idempotency_key
@@ -138,16 +145,41 @@ class _Base:
         else:
             reference = what.reference if isinstance(what, RecheckResult) else what
             validate.reference(reference, "order_id")
-            keys = [
-                r.idempotency_key
-                for r in journal.pending()
-                if r.operation == "pay"
-                and r.reference == reference
-                and (r.state == "reported" or (r.state == "pending" and r.payment_id))
-            ]
+            keys = [r.idempotency_key for r in self._finished_pay_records(reference)]
         for key in keys:
             journal.forget(key)
         return len(keys)
+
+    def _finished_pay_records(self, reference: str) -> list[PendingRecord]:
+        """The pay records of ``reference`` that ``acknowledge(order_id)`` may forget."""
+        engine = self._engine
+        journal = engine.journal
+        mine, now, busy = engine.owner, time.time(), engine.busy_keys()
+        alive: Callable[[str], bool] = getattr(journal, "alive", owner_alive)
+        entries = getattr(journal, "entries", None)
+        if entries is None:  # a journal without owners: only what recover() reported
+            return [
+                r for r in journal.pending()
+                if r.operation == "pay" and r.reference == reference and r.state == "reported"
+            ]  # fmt: skip
+        found: list[PendingRecord] = []
+        for entry in entries():
+            r = entry.record
+            if r.operation != "pay" or r.reference != reference:
+                continue
+            if r.state == "reported" or (
+                r.state == "pending"
+                and r.payment_id
+                and r.idempotency_key not in busy
+                and not leased_elsewhere(entry, mine, now=now, alive=alive)
+            ):
+                found.append(r)
+        return found
+
+    @staticmethod
+    def _check_on_paid(on_paid: OnPaid | None) -> None:
+        if on_paid is not None and not callable(on_paid):
+            raise InvalidRequest("on_paid", f"must be callable or None, got {on_paid!r}")
 
     # Flows: the same objects for both clients.
     def _pay(
@@ -216,30 +248,32 @@ class PaymentClient(_Base):
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client()
 
-    def _run(self, flow: Flow[T]) -> T:
-        engine, http, run = self._engine, self._http, Run()
+    def _run(self, flow: Flow[T], run: Run | None = None) -> T:
+        engine, http = self._engine, self._http
+        run = Run() if run is None else run
         send = flow.send
-        try:
-            effect = next(flow)
-            while True:
-                if type(effect) is Call:
-                    try:
-                        result: Any = engine.outcome(http.send(engine.build(http, effect)))
-                    except httpx.TransportError as exc:
-                        result = engine.failure(exc)
-                elif type(effect) is Sleep:
-                    seconds = engine.sleep_seconds(effect.seconds)
-                    if seconds > 0:
-                        time.sleep(seconds)
-                    result = None
-                else:
-                    result = engine.perform(effect, run)
-                effect = send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except BaseException:
-            engine.abandon(run)
-            raise
+        with engine.running(run):
+            try:
+                effect = next(flow)
+                while True:
+                    if type(effect) is Call:
+                        try:
+                            result: Any = engine.outcome(http.send(engine.build(http, effect)))
+                        except httpx.TransportError as exc:
+                            result = engine.failure(exc)
+                    elif type(effect) is Sleep:
+                        seconds = engine.sleep_seconds(effect.seconds)
+                        if seconds > 0:
+                            time.sleep(seconds)
+                        result = None
+                    else:
+                        result = engine.perform(effect, run)
+                    effect = send(result)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            except BaseException:
+                engine.abandon(run)
+                raise
 
     def pay(
         self,
@@ -249,6 +283,7 @@ class PaymentClient(_Base):
         *,
         pos_id: str | None = None,
         keep_record: bool = False,
+        on_paid: OnPaid | None = None,
     ) -> PaymentResult:
         """Take ``amount`` (integer minor units) for ``order_id``; return once money is taken.
 
@@ -257,11 +292,37 @@ class PaymentClient(_Base):
         :class:`~payflow.errors.OutcomeUnknown` (treat as not paid; the journal
         keeps it for ``recover()``), :class:`~payflow.errors.ProviderUnavailable`
         (nothing reached the provider) or :class:`~payflow.errors.InvalidRequest`
-        (a bad argument; nothing sent). With ``keep_record`` the journal keeps
-        the payment until :meth:`acknowledge`, so a crash before you store the
-        result is recovered.
+        (a bad argument; nothing sent).
+
+        By default the journal forgets the payment *before* this returns: a
+        crash between the return and your own store loses it. The crash-safe
+        ways: ``on_paid`` -- called with the result while the journal still
+        keeps it; the record is forgotten only once it returns (if it raises,
+        the record stays for ``recover()`` and the exception propagates) -- or
+        ``keep_record=True`` and :meth:`acknowledge` after storing the result.
+        With both, ``on_paid`` runs and the record waits for :meth:`acknowledge`.
         """
-        return self._run(self._pay(order_id, amount, currency, pos_id, keep_record))
+        self._check_on_paid(on_paid)
+        if on_paid is None:
+            return self._run(self._pay(order_id, amount, currency, pos_id, keep_record))
+        engine, run = self._engine, Run()
+        with engine.running(run):  # in progress until on_paid returns
+            result = self._run(self._pay(order_id, amount, currency, pos_id, True), run)
+            try:
+                stored = on_paid(result)
+                if inspect.isawaitable(stored):
+                    if inspect.iscoroutine(stored):
+                        stored.close()  # never run: nothing was stored
+                    raise TypeError(
+                        "on_paid returned an awaitable: the sync client cannot await it "
+                        "(use AsyncPaymentClient); the journal keeps the payment"
+                    )
+            except BaseException:
+                engine.abandon(run)  # recover() may settle it at once
+                raise
+            if not keep_record:
+                engine.forget_kept(run)
+        return result
 
     def status(self, payment_id: str) -> PaymentStatus:
         """The provider's current view of a payment."""
@@ -349,28 +410,31 @@ class AsyncPaymentClient(_Base):
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient()
 
-    async def _run(self, flow: Flow[T]) -> T:
-        engine, http, run = self._engine, self._http, Run()
+    async def _run(self, flow: Flow[T], run: Run | None = None) -> T:
+        engine, http = self._engine, self._http
+        run = Run() if run is None else run
         send = flow.send
-        try:
-            effect = next(flow)
-            while True:
-                if type(effect) is Call:
-                    try:
-                        result: Any = engine.outcome(await http.send(engine.build(http, effect)))
-                    except httpx.TransportError as exc:
-                        result = engine.failure(exc)
-                elif type(effect) is Sleep:
-                    await asyncio.sleep(engine.sleep_seconds(effect.seconds))
-                    result = None
-                else:
-                    result = engine.perform(effect, run)
-                effect = send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except BaseException:
-            engine.abandon(run)
-            raise
+        with engine.running(run):
+            try:
+                effect = next(flow)
+                while True:
+                    if type(effect) is Call:
+                        try:
+                            response = await http.send(engine.build(http, effect))
+                            result: Any = engine.outcome(response)
+                        except httpx.TransportError as exc:
+                            result = engine.failure(exc)
+                    elif type(effect) is Sleep:
+                        await asyncio.sleep(engine.sleep_seconds(effect.seconds))
+                        result = None
+                    else:
+                        result = engine.perform(effect, run)
+                    effect = send(result)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            except BaseException:
+                engine.abandon(run)
+                raise
 
     async def pay(
         self,
@@ -380,9 +444,28 @@ class AsyncPaymentClient(_Base):
         *,
         pos_id: str | None = None,
         keep_record: bool = False,
+        on_paid: OnPaid | None = None,
     ) -> PaymentResult:
-        """Take ``amount`` for ``order_id``; see :meth:`PaymentClient.pay`."""
-        return await self._run(self._pay(order_id, amount, currency, pos_id, keep_record))
+        """Take ``amount`` for ``order_id``; see :meth:`PaymentClient.pay`.
+
+        ``on_paid`` may be a plain function or a coroutine function (awaited).
+        """
+        self._check_on_paid(on_paid)
+        if on_paid is None:
+            return await self._run(self._pay(order_id, amount, currency, pos_id, keep_record))
+        engine, run = self._engine, Run()
+        with engine.running(run):  # in progress until on_paid returns
+            result = await self._run(self._pay(order_id, amount, currency, pos_id, True), run)
+            try:
+                stored = on_paid(result)
+                if inspect.isawaitable(stored):
+                    await stored
+            except BaseException:
+                engine.abandon(run)  # recover() may settle it at once
+                raise
+            if not keep_record:
+                engine.forget_kept(run)
+        return result
 
     async def status(self, payment_id: str) -> PaymentStatus:
         """The provider's current view of a payment."""

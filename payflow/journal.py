@@ -41,6 +41,7 @@ __all__ = [
     "JournalEntry",
     "MemoryJournal",
     "SqliteJournal",
+    "leased_elsewhere",
     "owner_alive",
     "owner_id",
 ]
@@ -94,6 +95,24 @@ def _claimable(entry: JournalEntry, owner: str, now: float, alive: Callable[[str
     return not alive(entry.owner)
 
 
+def leased_elsewhere(
+    entry: JournalEntry,
+    owner: str,
+    *,
+    now: float | None = None,
+    alive: Callable[[str], bool] = owner_alive,
+) -> bool:
+    """True if a live owner other than ``owner`` holds ``entry`` under an unexpired lease.
+
+    Such a record is being worked on elsewhere (a payment in progress, a
+    recheck): only that owner may forget it.
+    """
+    if entry.owner is None or entry.owner == owner:
+        return False
+    at = time.time() if now is None else now
+    return entry.lease_until > at and alive(entry.owner)
+
+
 class Journal(Protocol):
     """What a client needs from a journal (both journals here implement it)."""
 
@@ -134,6 +153,11 @@ class MemoryJournal:
 
     def __repr__(self) -> str:
         return f"MemoryJournal(records={len(self._rows)})"
+
+    @property
+    def alive(self) -> Callable[[str], bool]:
+        """How this journal tells whether an owner is still running."""
+        return self._alive
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -297,6 +321,11 @@ class SqliteJournal:
 
     def __repr__(self) -> str:
         return f"SqliteJournal({self.path!r}, synchronous={self.synchronous!r})"
+
+    @property
+    def alive(self) -> Callable[[str], bool]:
+        """How this journal tells whether an owner is still running."""
+        return self._alive
 
     def _fail(self, action: str, exc: sqlite3.Error) -> JournalError:
         return JournalError(self.path, f"cannot {action} ({exc})")

@@ -1,0 +1,196 @@
+"""The journal keeps a payment until the caller has it: ``on_paid`` and ``acknowledge``.
+
+Every test runs against both clients (the parametrised ``make_client``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from payflow.core.events import Poll
+from payflow.core.flows import PaymentResult
+from payflow.errors import InvalidRequest
+from payflow.provider.ledger import PayerModel
+
+from .conftest import MakeClient, Provider, fast_policy, order_id
+
+MONEY = {"reserved", "captured"}
+
+
+def charged(payments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in payments if p["state"] in MONEY and p["refundedAmount"] < p["amount"]]
+
+
+def _callback(kind: str, body: Any) -> Any:
+    """``body`` as the on_paid callable: a plain function, or a coroutine function (async)."""
+    if kind == "sync":
+        return body
+
+    async def on_paid(result: PaymentResult) -> None:
+        body(result)
+
+    return on_paid
+
+
+def test_on_paid_sees_the_record_before_it_is_forgotten(
+    provider: Provider, make_client: MakeClient
+) -> None:
+    client = make_client()
+    oid = order_id()
+    seen: list[tuple[PaymentResult, list[Any]]] = []
+
+    def store(result: PaymentResult) -> None:
+        seen.append((result, client.journal.pending()))
+
+    result = client.pay(oid, 100, on_paid=_callback(client.kind, store))
+    [(given, records)] = seen
+    assert given == result
+    [record] = records  # still journalled while the caller stores the result
+    assert (record.reference, record.payment_id, record.state) == (
+        oid,
+        result.payment_id,
+        "pending",
+    )
+    assert client.journal.pending() == []  # forgotten once on_paid returned
+    assert client.recover() == []
+
+
+def test_on_paid_with_keep_record_waits_for_acknowledge(
+    provider: Provider, make_client: MakeClient
+) -> None:
+    client = make_client()
+    oid = order_id()
+    calls: list[PaymentResult] = []
+    result = client.pay(oid, 100, keep_record=True, on_paid=_callback(client.kind, calls.append))
+    assert calls == [result]
+    assert [r.reference for r in client.journal.pending()] == [oid]
+    assert client.acknowledge(result) == 1
+    assert client.journal.pending() == []
+
+
+@pytest.mark.parametrize("refund_unclaimed", [True, False], ids=["refund", "report"])
+def test_raising_on_paid_leaves_the_record_for_recover(
+    provider: Provider, make_client: MakeClient, refund_unclaimed: bool
+) -> None:
+    client = make_client(policy=fast_policy(refund_unclaimed=refund_unclaimed))
+    oid = order_id()
+
+    def store(result: PaymentResult) -> None:
+        raise RuntimeError("receipt store is down")
+
+    with pytest.raises(RuntimeError, match="receipt store is down"):
+        client.pay(oid, 100, on_paid=_callback(client.kind, store))
+    [record] = client.journal.pending()
+    assert record.reference == oid and record.payment_id
+    [outcome] = client.recover()
+    assert outcome.state == "captured"
+    if refund_unclaimed:
+        assert outcome.action == "refunded"
+        assert charged(provider.payments(oid)) == []
+        assert client.journal.pending() == []
+    else:
+        assert outcome.action == "reported"
+        assert len(charged(provider.payments(oid))) == 1
+        assert client.acknowledge(outcome) == 1
+        assert client.journal.pending() == []
+
+
+def test_on_paid_must_be_callable(provider: Provider, make_client: MakeClient) -> None:
+    client = make_client()
+    oid = order_id()
+    with pytest.raises(InvalidRequest) as info:
+        client.pay(oid, 100, on_paid="store")
+    assert info.value.field == "on_paid"
+    assert provider.payments(oid) == []
+    assert client.journal.pending() == []
+
+
+class _Held:
+    """A hook that holds the first poll of a payment until released."""
+
+    def __init__(self) -> None:
+        self.polling = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, event: object) -> None:
+        if isinstance(event, Poll) and not self.polling.is_set():
+            self.polling.set()
+            self.release.wait(10)
+
+
+def _pay_in_thread(client: Any, oid: str, out: list[Any]) -> threading.Thread:
+    def pay() -> None:
+        try:
+            out.append(client.pay(oid, 100))
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=pay, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("shared", ["other client", "same client"])
+def test_acknowledge_by_order_id_keeps_a_payment_in_progress(
+    provider: Provider, make_client: MakeClient, tmp_path: Path, shared: str
+) -> None:
+    provider.set_payer(PayerModel(approve_probability=1.0, decide_after_s=(0.2, 0.2)))
+    path = str(tmp_path / "payments.db")
+    held = _Held()
+    paying = make_client(journal=path, hooks=[held])
+    other = make_client(journal=path) if shared == "other client" else paying
+    oid = order_id()
+    out: list[Any] = []
+    thread = _pay_in_thread(paying, oid, out)
+    try:
+        assert held.polling.wait(10)
+        [record] = other.journal.pending()
+        assert record.state == "pending" and record.payment_id  # mid-payment
+        assert other.acknowledge(oid) == 0
+        assert other.journal.pending() == [record]
+    finally:
+        held.release.set()
+        thread.join(20)
+    [result] = out
+    assert isinstance(result, PaymentResult) and result.state == "captured"
+    assert paying.journal.pending() == []
+
+
+def test_acknowledge_by_order_id_after_keep_record(
+    provider: Provider, make_client: MakeClient, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "payments.db")
+    first = make_client(journal=path, lease=0.2)
+    second = make_client(journal=path)
+    oid = order_id()
+    first.pay(oid, 100, keep_record=True)
+    assert second.acknowledge(oid) == 0  # still leased by the client that paid
+    assert first.acknowledge(oid) == 1  # the payer's own finished payment
+    assert first.journal.pending() == []
+    oid2 = order_id()
+    first.pay(oid2, 100, keep_record=True)
+    time.sleep(0.3)  # the lease ran out: nobody is working on it any more
+    assert second.acknowledge(oid2) == 1
+    assert second.journal.pending() == []
+
+
+def test_sync_client_refuses_an_async_on_paid(provider: Provider, make_client: MakeClient) -> None:
+    client = make_client()
+    if client.kind == "async":
+        pytest.skip("the async client awaits it")
+    oid = order_id()
+
+    async def store(result: PaymentResult) -> None:
+        raise AssertionError("never run")
+
+    with pytest.raises(TypeError, match="awaitable"):
+        client.pay(oid, 100, on_paid=store)
+    [record] = client.journal.pending()  # not stored, so not forgotten
+    assert record.reference == oid
+    [outcome] = client.recover()
+    assert outcome.action == "refunded"
