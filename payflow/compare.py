@@ -39,7 +39,7 @@ import pandas as pd
 from payflow.client import PaymentClient
 from payflow.core.backoff import Backoff
 from payflow.core.calls import Policy
-from payflow.core.events import Attempt, AttemptResult, Retry
+from payflow.core.events import Attempt, AttemptResult, Retry, repeat_kind
 from payflow.errors import PayflowError
 from payflow.provider.faults import load_profile
 from payflow.provider.ledger import PayerModel
@@ -242,6 +242,10 @@ def sim_run(
 
 class _Counts(threading.local):
     current: dict[str, int] | None = None
+    keys_sent: set[tuple[str, str]]
+
+    def __init__(self) -> None:
+        self.keys_sent = set()
 
 
 def real_run(
@@ -289,6 +293,9 @@ def real_run(
         cls = type(event)
         if cls is Attempt:
             mine["provider_calls"] += 1
+            # The simulation's rule for repeats the core emits no Retry for.
+            if repeat_kind(event, local.keys_sent) is not None:
+                mine["retries"] += 1
         elif cls is AttemptResult:
             if event.outcome == "timeout":
                 mine["timeouts"] += 1
@@ -330,6 +337,7 @@ def real_run(
                 if delay > 0:
                     time.sleep(delay)
                 local.current = counts[ids[i]]
+                local.keys_sent = set()  # per order, as the simulation counts
                 try:
                     client.pay(ids[i], amounts[i])
                     fulfilled[ids[i]] = True

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Attempt", "AttemptResult", "Event", "GaveUp", "Poll", "Retry", "StateChanged"]
+__all__ = [
+    "Attempt",
+    "AttemptResult",
+    "Event",
+    "GaveUp",
+    "Poll",
+    "Retry",
+    "StateChanged",
+    "repeat_kind",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +91,32 @@ class StateChanged:
 
 
 Event = Attempt | AttemptResult | Retry | GaveUp | Poll | StateChanged
+
+
+def repeat_kind(event: Attempt, keys_sent: set[tuple[str, str]]) -> str | None:
+    """Whether an attempt repeats a logical operation the core emits no ``Retry`` for.
+
+    DESIGN counts as retries "calls beyond the first for each logical operation".
+    Attempts after the first of one ``call`` come with a :class:`Retry` event;
+    two more kinds of repeat do not:
+
+    * ``"poll"`` -- ``poll_until_settled`` polls again after an unanswered poll
+      (its attempt number counts unanswered polls in a row, so > 1 is a repeat);
+    * ``"resend"`` -- a write sent again with an idempotency key already sent for
+      the same operation (a recheck replaying a create, a repeat submit under a
+      per-order key).
+
+    ``keys_sent`` is the caller's per-order memory of (operation, key) pairs; it
+    is updated. Returns ``None`` for a first attempt. The simulation and
+    :mod:`payflow.compare` both count with this one rule.
+    """
+    if event.attempt > 1:
+        return "poll" if event.operation == "poll" else None
+    key = event.idempotency_key
+    if key is None:
+        return None
+    op_key = (event.operation, key)
+    if op_key in keys_sent:
+        return "resend"
+    keys_sent.add(op_key)
+    return None

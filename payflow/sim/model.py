@@ -44,7 +44,7 @@ from payflow.core.errors import (
     ProviderUnavailable,
     RequestRejected,
 )
-from payflow.core.events import Attempt, AttemptResult, Retry
+from payflow.core.events import Attempt, AttemptResult, Retry, repeat_kind
 from payflow.core.keys import derived_key
 from payflow.core.messages import Call, Request, Response
 from payflow.provider.faults import DAY_S
@@ -148,34 +148,19 @@ class Order:
             self.trace.append(event)
 
     def _count_attempt(self, event: Attempt) -> None:
-        """Retries the core emits no ``Retry`` for (DESIGN: calls beyond the first
-        of each logical operation).
-
-        * ``poll_until_settled`` polls again after an unanswered poll; its attempt
-          number counts the unanswered polls in a row, so a poll numbered > 1
-          repeats one that got no answer.
-        * A write sent again with an idempotency key this order already sent for
-          the same operation -- a recheck replaying the create, a repeat submit
-          under a per-order key -- is the same logical operation once more.
-          (Attempts after the first of one ``call`` are counted by their ``Retry``.)
-        """
-        if event.attempt > 1:
-            if event.operation == "poll":
-                self.retries += 1
-                self.poll_retries += 1
-            return
-        key = event.idempotency_key
-        if key is None:
-            return
+        """Retries the core emits no ``Retry`` for: see :func:`payflow.core.events.repeat_kind`."""
         sent = self.keys_sent
         if sent is None:
+            if event.idempotency_key is None and event.attempt <= 1:
+                return  # the common first attempt of a keyless call: no set needed
             sent = self.keys_sent = set()
-        op_key = (event.operation, key)
-        if op_key in sent:
+        kind = repeat_kind(event, sent)
+        if kind == "poll":
+            self.retries += 1
+            self.poll_retries += 1
+        elif kind == "resend":
             self.retries += 1
             self.resends += 1
-        else:
-            sent.add(op_key)
 
     def note(self, at: float, kind: str, detail: str = "") -> None:
         """Add a UI/backend entry to the trace."""

@@ -393,3 +393,17 @@ def test_a_bad_key_is_refused_before_anything_happens() -> None:
     with pytest.raises(InvalidRequest) as info:
         d.run(pay("o-1", 1000, "DKK", ctx(), key="has spaces"))
     assert info.value.field == "key" and d.saves == []
+
+
+def test_repeat_kind_counts_repeated_polls_and_resends_once_each() -> None:
+    from payflow.core.events import repeat_kind
+
+    sent: set[tuple[str, str]] = set()
+    first = Attempt("create", "o-1", 1, "k-1", 2.0, 0.0)
+    assert repeat_kind(first, sent) is None  # the first send of an operation
+    assert repeat_kind(first, sent) == "resend"  # the same key again: a repeat
+    assert repeat_kind(Attempt("refund", "o-1", 1, "k-1", 2.0, 0.0), sent) is None
+    assert repeat_kind(Attempt("poll", "o-1", 1, None, 0.5, 0.0), sent) is None
+    assert repeat_kind(Attempt("poll", "o-1", 2, None, 0.5, 0.0), sent) == "poll"
+    # attempts after the first of one call come with a Retry event: not counted here
+    assert repeat_kind(Attempt("create", "o-1", 2, "k-2", 2.0, 0.0), sent) is None
