@@ -101,6 +101,12 @@ def test_sigkill_at_random_points_then_recover(faulty: Provider, tmp_path: Path)
                 killed += 1
                 break
         child.wait(timeout=30)  # reaped: its pid is gone, so its records are claimable
+        # The child ran on between our reading line `kill_at` and the signal landing:
+        # whatever it printed meanwhile was reported to its caller too.
+        for line in child.stdout.read().splitlines():
+            if line.startswith("PAID "):
+                _, order, payment_id = line.split()
+                reported[payment_id] = order
         child.stdout.close()
         assert child.stdin is not None
         child.stdin.close()
