@@ -25,14 +25,14 @@ from __future__ import annotations
 import math
 import random
 import re
-import tomllib
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from importlib.resources import files
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Final, Literal
+
+from payflow._data import load_toml, shipped_names
 
 __all__ = [
     "DAY_S",
@@ -320,17 +320,9 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> FaultPr
         raise ValueError(f"{source}: {exc}") from None
 
 
-def _faults_dir() -> Any:
-    return files("payflow.data") / "faults"
-
-
 def profile_names() -> list[str]:
     """Names of the fault profiles shipped in ``data/faults/``, sorted."""
-    return sorted(
-        entry.name.removesuffix(".toml")
-        for entry in _faults_dir().iterdir()
-        if entry.name.endswith(".toml")
-    )
+    return shipped_names("faults")
 
 
 def load_profile(name: str) -> FaultProfile:
@@ -339,19 +331,5 @@ def load_profile(name: str) -> FaultProfile:
     Raises :class:`LookupError` naming the valid profiles when ``name`` is
     unknown, and :class:`ValueError` naming the file and field when a file is bad.
     """
-    if name.endswith(".toml") and Path(name).is_file():
-        path = Path(name)
-        text, source = path.read_text(encoding="utf-8"), str(path)
-    else:
-        names = profile_names()
-        if name not in names:
-            raise LookupError(f"unknown fault profile {name!r} (valid: {', '.join(names)})")
-        text, source = (
-            (_faults_dir() / f"{name}.toml").read_text(encoding="utf-8"),
-            (f"data/faults/{name}.toml"),
-        )
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{source}: not valid TOML: {exc}") from None
+    data, source = load_toml("faults", name, "fault profile")
     return parse_profile(data, source)

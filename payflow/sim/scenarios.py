@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from payflow._data import load_toml, shipped_names
 from payflow.provider.faults import DAY_S, FaultProfile, load_profile
 from payflow.provider.ledger import PayerModel
 
@@ -400,17 +399,9 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
     return scenario
 
 
-def _scenarios_dir() -> Any:
-    return files("payflow.data") / "scenarios"
-
-
 def scenario_names() -> list[str]:
     """Names of the scenarios shipped in ``data/scenarios/``, sorted."""
-    return sorted(
-        entry.name.removesuffix(".toml")
-        for entry in _scenarios_dir().iterdir()
-        if entry.name.endswith(".toml")
-    )
+    return shipped_names("scenarios")
 
 
 def load_scenario(name: str) -> Scenario:
@@ -419,17 +410,5 @@ def load_scenario(name: str) -> Scenario:
     Raises :class:`LookupError` listing the valid names when ``name`` is
     unknown, and :class:`ValueError` naming the file and field when a file is bad.
     """
-    if name.endswith(".toml") and Path(name).is_file():
-        path = Path(name)
-        text, source = path.read_text(encoding="utf-8"), str(path)
-    else:
-        names = scenario_names()
-        if name not in names:
-            raise LookupError(f"unknown scenario {name!r} (valid: {', '.join(names)})")
-        text = (_scenarios_dir() / f"{name}.toml").read_text(encoding="utf-8")
-        source = f"data/scenarios/{name}.toml"
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{source}: not valid TOML: {exc}") from None
+    data, source = load_toml("scenarios", name, "scenario")
     return parse_scenario(data, source)
