@@ -296,20 +296,26 @@ class Day:
         order.gave_up = gave_up
         order.note(now, "customer", "gives up" if gave_up else "leaves")
 
-    def _customer_sync(self, order: Order) -> Generator[simpy.Event, Any, None]:
-        env, rng, c, strategy = self.env, self.customer_rng, self.scenario.customers, self.strategy
-        patience = order.patience * (c.spinner_patience if self._spinner else 1.0)
-        click_p = c.click_again * (c.spinner_click if self._spinner else 1.0)
+    def _first_clicks(self, order: Order) -> simpy.Event:
+        """The submit click, and the double click some customers make right after it."""
+        env, strategy = self.env, self.strategy
         order.clicks += 1
         order.note(env.now, "customer", "clicks submit")
         page = self.submit(order)
-        if rng.random() < c.double_click:
+        if self.customer_rng.random() < self.scenario.customers.double_click:
             order.clicks += 1
             if strategy.debounce:
                 order.note(env.now, "customer", "double click ignored (button disabled)")
             else:
                 order.note(env.now, "customer", "double click: submits again")
                 page = self.submit(order)
+        return page
+
+    def _customer_sync(self, order: Order) -> Generator[simpy.Event, Any, None]:
+        env, rng, c, strategy = self.env, self.customer_rng, self.scenario.customers, self.strategy
+        patience = order.patience * (c.spinner_patience if self._spinner else 1.0)
+        click_p = c.click_again * (c.spinner_click if self._spinner else 1.0)
+        page = self._first_clicks(order)
         notice: simpy.Event | None = None
         if strategy.delay_notice_s is not None:
             notice = env.timeout(strategy.delay_notice_s)
@@ -357,16 +363,7 @@ class Day:
     def _customer_status_page(self, order: Order) -> Generator[simpy.Event, Any, None]:
         env, rng, c, strategy = self.env, self.customer_rng, self.scenario.customers, self.strategy
         patience = order.patience * c.spinner_patience  # the page says it is processing
-        order.clicks += 1
-        order.note(env.now, "customer", "clicks submit")
-        page = self.submit(order)
-        if rng.random() < c.double_click:
-            order.clicks += 1
-            if strategy.debounce:
-                order.note(env.now, "customer", "double click ignored (button disabled)")
-            else:
-                order.note(env.now, "customer", "double click: submits again")
-                page = self.submit(order)
+        page = self._first_clicks(order)
         quick = self.scenario.backend.accept_s < patience
         while True:
             if quick:

@@ -11,24 +11,7 @@ import pytest
 
 from payflow.cli import main
 from payflow.sim import scenario_names, strategy_names
-
-CONTRACT_KEYS = (
-    "scenario",
-    "strategy",
-    "seed",
-    "orders",
-    "duplicate_charge_rate",
-    "silent_charge_rate",
-    "orphan_charge_rate",
-    "timeouts_per_order",
-    "retries_per_order",
-    "provider_calls_per_order",
-    "feedback_p50_s",
-    "feedback_p95_s",
-    "feedback_p99_s",
-    "refunds",
-    "unresolved",
-)
+from tests.contract import SUMMARY_KEYS as CONTRACT_KEYS
 
 
 def test_table_for_people(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,24 +12,7 @@ from pandas.testing import assert_frame_equal
 from payflow.sim import Scenario, get_strategy, load_scenario, run
 from payflow.sim.metrics import ORDER_COLUMNS
 from payflow.sim.scenarios import Backend
-
-CONTRACT_KEYS = (
-    "scenario",
-    "strategy",
-    "seed",
-    "orders",
-    "duplicate_charge_rate",
-    "silent_charge_rate",
-    "orphan_charge_rate",
-    "timeouts_per_order",
-    "retries_per_order",
-    "provider_calls_per_order",
-    "feedback_p50_s",
-    "feedback_p95_s",
-    "feedback_p99_s",
-    "refunds",
-    "unresolved",
-)
+from tests.contract import SUMMARY_KEYS as CONTRACT_KEYS
 
 
 @pytest.mark.parametrize("strategy", ["naive", "recommended", "answer-a"])

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from payflow.sim.sweep import SerialExecutor, summarize, sweep, wilson_interval
+from tests.contract import SUMMARY_KEYS
 
 SCENARIOS = ["calm-day", "slow-provider-day"]
 STRATEGIES = ["naive", "recommended"]
@@ -25,19 +26,7 @@ def test_sweep_is_tidy_and_ordered(serial: pd.DataFrame) -> None:
     assert list(serial[["scenario", "strategy", "seed"]].itertuples(index=False, name=None)) == [
         (sc, st, seed) for sc in SCENARIOS for st in STRATEGIES for seed in SEEDS
     ]
-    for key in (
-        "duplicate_charge_rate",
-        "silent_charge_rate",
-        "orphan_charge_rate",
-        "timeouts_per_order",
-        "retries_per_order",
-        "provider_calls_per_order",
-        "feedback_p50_s",
-        "feedback_p95_s",
-        "feedback_p99_s",
-        "refunds",
-        "unresolved",
-    ):
+    for key in SUMMARY_KEYS:
         assert key in serial.columns
 
 
