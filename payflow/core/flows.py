@@ -233,6 +233,9 @@ def _find_after_unknown(
     While the first request is still in progress (409), wait and ask again --
     until the operation's deadline (counted from ``started``) and within
     MobilePay's 6 requests per operation; then the outcome stays unknown.
+    A re-send is a retry: it spends the shared retry budget like one, so an
+    overloaded provider is not kept busy by re-sends either (refused, the
+    outcome stays unknown and the journal's recheck finds it later).
     Keyless creates can only be looked up by order.
     """
     if request is not None and request.idempotency_key is not None:
@@ -258,6 +261,8 @@ def _find_after_unknown(
                     left -= pause
             if left is not None and left < retry.min_attempt_timeout:
                 return None
+            if ctx.budget is not None and ctx.budget.acquire_retry(after_timeout=True) is None:
+                return None  # the budget says the provider is struggling: recheck later
             # replace(retry, max_attempts=1, deadline=left) without its field introspection
             single = RetryPolicy(
                 max_attempts=1,

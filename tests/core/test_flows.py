@@ -22,6 +22,7 @@ from payflow.core import (
     ProviderUnavailable,
     Request,
     RequestRejected,
+    RetryBudget,
     RetryPolicy,
     TimedOut,
     cancel,
@@ -343,6 +344,26 @@ def test_in_progress_past_the_deadline_is_unknown_not_a_conflict() -> None:
         d.run(pay("o-1", 1000, "DKK", ctx(retry=policy)))
     assert d.now <= 10.0 and len(sends) <= 6
     assert next(iter(d.journal.values())).state == "recheck"
+
+
+def test_resends_after_an_unknown_create_spend_the_retry_budget() -> None:
+    """A re-send is a retry: an exhausted budget leaves the outcome to the recheck."""
+    sends: list[str] = []
+    budget = RetryBudget.grpc(max_tokens=10.0)
+    budget.tokens = 4.0  # below half: every retry is refused
+    d = ScriptedDriver(_resend_provider(5.0, sends))
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", Context(Policy(retry=FAST), random.Random(3), budget)))
+    assert len(sends) == 1  # the lost create only: no retry, no re-send
+    assert budget.retries_refused >= 2  # the policy's retry and the re-send
+    assert next(iter(d.journal.values())).state == "recheck"
+
+    sends.clear()
+    full = RetryBudget.grpc(max_tokens=10.0)
+    d = ScriptedDriver(_resend_provider(5.0, sends))
+    ctx_full = Context(Policy(retry=FAST), random.Random(3), full)
+    assert d.run(pay("o-1", 1000, "DKK", ctx_full)).state == "captured"
+    assert len(sends) > 1 and full.retries_allowed == len(sends) - 1
 
 
 def test_every_create_timing_out_never_passes_the_deadline() -> None:
