@@ -35,9 +35,9 @@ from payflow.core.calls import Flow, Policy
 from payflow.core.errors import InvalidRequest
 from payflow.core.flows import PaymentResult
 from payflow.core.keys import new_key
-from payflow.core.messages import Call, PendingRecord, Sleep
+from payflow.core.messages import Call, Sleep
 from payflow.core.recheck import RecheckResult, recheck
-from payflow.journal import Journal, leased_elsewhere, owner_alive
+from payflow.journal import Journal, JournalEntry, leased_elsewhere, owner_alive
 
 __all__ = [
     "AsyncPaymentClient",
@@ -142,15 +142,21 @@ class _Base:
                 and r.reference == what.order_id
                 and (r.idempotency_key == what.idempotency_key or r.payment_id == what.payment_id)
             ]
-        else:
-            reference = what.reference if isinstance(what, RecheckResult) else what
-            validate.reference(reference, "order_id")
-            keys = [r.idempotency_key for r in self._finished_pay_records(reference)]
-        for key in keys:
-            journal.forget(key)
-        return len(keys)
+            for key in keys:
+                journal.forget(key)
+            return len(keys)
+        reference = what.reference if isinstance(what, RecheckResult) else what
+        validate.reference(reference, "order_id")
+        finished = self._finished_pay_records(reference)
+        forget_unchanged = getattr(journal, "forget_unchanged", None)
+        if forget_unchanged is None or not hasattr(journal, "entries"):  # a journal without owners
+            for entry in finished:
+                journal.forget(entry.record.idempotency_key)
+            return len(finished)
+        # Compare-and-delete: a record another process claimed after the read stays.
+        return sum(1 for entry in finished if forget_unchanged(entry))
 
-    def _finished_pay_records(self, reference: str) -> list[PendingRecord]:
+    def _finished_pay_records(self, reference: str) -> list[JournalEntry]:
         """The pay records of ``reference`` that ``acknowledge(order_id)`` may forget."""
         engine = self._engine
         journal = engine.journal
@@ -159,10 +165,10 @@ class _Base:
         entries = getattr(journal, "entries", None)
         if entries is None:  # a journal without owners: only what recover() reported
             return [
-                r for r in journal.pending()
+                JournalEntry(r, None, 0.0, 0.0) for r in journal.pending()
                 if r.operation == "pay" and r.reference == reference and r.state == "reported"
             ]  # fmt: skip
-        found: list[PendingRecord] = []
+        found: list[JournalEntry] = []
         for entry in entries():
             r = entry.record
             if r.operation != "pay" or r.reference != reference:
@@ -173,7 +179,7 @@ class _Base:
                 and r.idempotency_key not in busy
                 and not leased_elsewhere(entry, mine, now=now, alive=alive)
             ):
-                found.append(r)
+                found.append(entry)
         return found
 
     @staticmethod

@@ -86,6 +86,16 @@ class JournalEntry:
     saved_at: float
 
 
+def _same(a: JournalEntry, b: JournalEntry) -> bool:
+    """The same record in the same hands: what a compare-and-delete compares."""
+    return (
+        a.record.state == b.record.state
+        and a.record.payment_id == b.record.payment_id
+        and a.owner == b.owner
+        and a.lease_until == b.lease_until
+    )
+
+
 def _claimable(entry: JournalEntry, owner: str, now: float, alive: Callable[[str], bool]) -> bool:
     if entry.owner is None or entry.lease_until <= now:
         return True
@@ -123,6 +133,10 @@ class Journal(Protocol):
 
     def forget(self, idempotency_key: str) -> None:
         """Remove the record (no error if it is gone already)."""
+
+    def forget_unchanged(self, entry: JournalEntry) -> bool:
+        """Remove ``entry``'s record only if it is still as read: same state, owner
+        and lease (compare-and-delete); True if it was removed."""
 
     def pending(self) -> list[PendingRecord]:
         """Every record, oldest first."""
@@ -180,6 +194,16 @@ class MemoryJournal:
         """Remove the record (no error if it is gone already)."""
         with self._lock:
             self._rows.pop(idempotency_key, None)
+
+    def forget_unchanged(self, entry: JournalEntry) -> bool:
+        """Remove ``entry``'s record only if it is still as read (compare-and-delete)."""
+        key = entry.record.idempotency_key
+        with self._lock:
+            now = self._rows.get(key)
+            if now is None or not _same(now, entry):
+                return False
+            del self._rows[key]
+            return True
 
     def entries(self) -> list[JournalEntry]:
         """Every record with its owner and lease, oldest first."""
@@ -354,6 +378,24 @@ class SqliteJournal:
                 )
         except sqlite3.Error as exc:
             raise self._fail("forget a record", exc) from None
+
+    def forget_unchanged(self, entry: JournalEntry) -> bool:
+        """Remove ``entry``'s record only if it is still as read (compare-and-delete).
+
+        One ``DELETE ... WHERE`` on the state, owner and lease that were read: a
+        process that claimed the record in between (a new lease) keeps it.
+        """
+        r = entry.record
+        try:
+            with self._lock:
+                cursor = self._db.execute(
+                    "DELETE FROM pending WHERE idempotency_key = ? AND state = ? "
+                    "AND payment_id IS ? AND owner IS ? AND lease_until = ?",
+                    (r.idempotency_key, r.state, r.payment_id, entry.owner, entry.lease_until),
+                )
+        except sqlite3.Error as exc:
+            raise self._fail("forget a record", exc) from None
+        return cursor.rowcount == 1
 
     def entries(self) -> list[JournalEntry]:
         """Every record with its owner and lease, oldest first."""

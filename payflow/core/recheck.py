@@ -6,7 +6,9 @@ Laybuy's rules, for each pending record found at start-up or on a later recheck:
 * a **payment** still waiting for the payer is cancelled (or polled to its
   end, if the policy says ``recover_pending="poll"``);
 * a payment that took money the caller never saw is refunded automatically,
-  or reported for the caller to apply (``refund_unclaimed``);
+  or reported for the caller to apply (``refund_unclaimed``) -- captured first
+  if it is only reserved and the policy captures (``Policy.capture``), so a
+  reported payment is money the shop will get;
 * a cancelled, declined or expired payment is simply forgotten.
 
 A payment record without a payment id (the create was never answered) is
@@ -25,7 +27,7 @@ from typing import Any
 from payflow.core import api
 from payflow.core.calls import Context, Flow, PollingTimedOut, call, poll_until_settled
 from payflow.core.errors import ConflictError, OutcomeUnknown, PayflowError
-from payflow.core.flows import _lookup, cancel, refund, status
+from payflow.core.flows import _capture, _lookup, cancel, refund, status
 from payflow.core.keys import derived_key
 from payflow.core.messages import Forget, PendingRecord, Save
 
@@ -128,6 +130,11 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
             state = api.payment_state(body)
             if state == "initiated":
                 raise OutcomeUnknown("payment still pending after cancel", payment_id=payment_id)
+        if state == "reserved" and ctx.policy.capture and not ctx.policy.refund_unclaimed:
+            # The caller will apply it as paid: take the money, as ``pay`` would have
+            # (a reservation left alone is never paid out to the shop).
+            body = yield from _capture(replace(record, payment_id=payment_id), ctx, {})
+            state = api.payment_state(body)
         if state in api.MONEY_TAKEN_STATES:
             if not ctx.policy.refund_unclaimed:
                 actions.append("reported")

@@ -69,6 +69,22 @@ def test_claims_follow_owner_and_lease(journal: MemoryJournal | SqliteJournal) -
     assert [r.idempotency_key for r in journal.claim(other, 100.0, now=20.0)] == ["theirs-expired"]
 
 
+def test_forget_unchanged_is_a_compare_and_delete(journal: MemoryJournal | SqliteJournal) -> None:
+    me, other = owner_id("me"), owner_id("other")
+    journal.save(record("a", payment_id="p-1"), me, 5.0)
+    [seen] = journal.entries()
+    journal.claim(other, 100.0, now=10.0)  # the lease ran out and another owner took it
+    assert journal.forget_unchanged(seen) is False
+    [now] = journal.entries()
+    assert now.owner == other  # still there, in the new owner's hands
+    journal.save(record("a", "reported", payment_id="p-1"), other, 100.0)
+    assert journal.forget_unchanged(now) is False  # its state changed since the read
+    [latest] = journal.entries()
+    assert journal.forget_unchanged(latest) is True
+    assert journal.pending() == []
+    assert journal.forget_unchanged(latest) is False  # gone already
+
+
 def test_dead_owner_is_claimed_at_once(journal: MemoryJournal | SqliteJournal) -> None:
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)  # fmt: skip

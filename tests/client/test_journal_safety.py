@@ -15,6 +15,7 @@ import pytest
 from payflow.core.events import Poll
 from payflow.core.flows import PaymentResult
 from payflow.errors import InvalidRequest
+from payflow.journal import SqliteJournal, owner_id
 from payflow.provider.ledger import PayerModel
 
 from .conftest import MakeClient, Provider, fast_policy, order_id
@@ -177,6 +178,36 @@ def test_acknowledge_by_order_id_after_keep_record(
     time.sleep(0.3)  # the lease ran out: nobody is working on it any more
     assert second.acknowledge(oid2) == 1
     assert second.journal.pending() == []
+
+
+def test_acknowledge_by_order_id_loses_a_race_with_a_claim(
+    provider: Provider, make_client: MakeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record claimed by another process between acknowledge's read and its delete stays."""
+    path = str(tmp_path / "payments.db")
+    first = make_client(journal=path, lease=0.01)
+    oid = order_id()
+    first.pay(oid, 100, keep_record=True)
+    time.sleep(0.05)  # the payer's lease ran out: the record is finished and free
+    second = make_client(journal=path)
+    journal = second.journal
+    read = journal.entries
+    thief = SqliteJournal(path)
+    thief_owner = owner_id("recovering-elsewhere")
+
+    def entries_then_claim() -> list[Any]:
+        seen = read()
+        assert [r.reference for r in thief.claim(thief_owner, time.time() + 60)] == [oid]
+        return seen
+
+    monkeypatch.setattr(journal, "entries", entries_then_claim)
+    try:
+        assert second.acknowledge(oid) == 0  # the claim came between the read and the delete
+        monkeypatch.undo()
+        [entry] = journal.entries()
+        assert entry.owner == thief_owner and entry.record.reference == oid
+    finally:
+        thief.close()
 
 
 def test_sync_client_refuses_an_async_on_paid(provider: Provider, make_client: MakeClient) -> None:

@@ -272,6 +272,32 @@ def test_recheck_can_report_instead_of_refunding() -> None:
     assert next(iter(d.journal.values())).state == "reported"
 
 
+def test_recheck_captures_a_reservation_it_reports() -> None:
+    """A late approval reported for the caller to apply is money taken: captured."""
+    d = ScriptedDriver([ok(payment("reserved")), ok(payment("captured"))])
+    rec = _record(d, payment_id="p-1")
+    result = d.run(recheck(rec, ctx(refund_unclaimed=False)))
+    assert (result.action, result.state) == ("reported", "captured")
+    assert [c[1].operation for c in d.calls] == ["status", "capture"]
+
+    d = ScriptedDriver([ok(payment("reserved"))])  # a policy that leaves capturing to the caller
+    rec = _record(d, payment_id="p-1")
+    result = d.run(recheck(rec, ctx(refund_unclaimed=False, capture=False)))
+    assert (result.action, result.state) == ("reported", "reserved") and len(d.calls) == 1
+
+
+def test_recheck_keeps_a_reservation_whose_capture_got_no_answer() -> None:
+    def provider(req: Request, now: float) -> Any:
+        if req.operation == "capture" or (req.operation == "status" and now > 0):
+            return TimedOut()
+        return ok(payment("reserved"))
+
+    d = ScriptedDriver(provider)
+    rec = _record(d, payment_id="p-1")
+    result = d.run(recheck(rec, ctx(refund_unclaimed=False)))
+    assert result.action == "kept" and next(iter(d.journal.values())).state == "recheck"
+
+
 def test_recheck_without_payment_id_replays_the_create_with_the_same_key() -> None:
     d = ScriptedDriver([ok(payment("initiated"), 201), ok(payment("cancelled"))])
     rec = _record(d)
