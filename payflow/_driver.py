@@ -293,8 +293,10 @@ class Engine:
             return None
         if kind is Save:
             record: PendingRecord = effect.record  # type: ignore[union-attr]
-            self.journal.save(record, self.owner, time.time() + self.lease)
+            # Noted first: a flow cancelled while the write runs (async: in a thread)
+            # still releases the record for recover() (releasing a missing one is a no-op).
             run.saved.add(record.idempotency_key)
+            self.journal.save(record, self.owner, time.time() + self.lease)
             return None
         if kind is Forget:
             key: str = effect.idempotency_key  # type: ignore[union-attr]

@@ -35,9 +35,9 @@ from payflow.core.calls import Flow, Policy
 from payflow.core.errors import InvalidRequest
 from payflow.core.flows import PaymentResult
 from payflow.core.keys import new_key
-from payflow.core.messages import Call, Sleep
+from payflow.core.messages import Call, Forget, Save, Sleep
 from payflow.core.recheck import RecheckResult, recheck
-from payflow.journal import Journal, JournalEntry, leased_elsewhere, owner_alive
+from payflow.journal import Journal, JournalEntry, MemoryJournal, leased_elsewhere, owner_alive
 
 __all__ = [
     "AsyncPaymentClient",
@@ -387,8 +387,10 @@ class PaymentClient(_Base):
 class AsyncPaymentClient(_Base):
     """The asyncio twin of :class:`PaymentClient` over ``httpx.AsyncClient``.
 
-    Same arguments and methods, awaited. Journal writes are short and run on
-    the event loop.
+    Same arguments and methods, awaited. Journal writes to a durable journal
+    (SQLite: an fsync each) run in a worker thread (``asyncio.to_thread``), so
+    other payments on the event loop go on meanwhile; the in-memory journal is
+    written inline.
     """
 
     def __init__(
@@ -415,6 +417,13 @@ class AsyncPaymentClient(_Base):
         )  # fmt: skip
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient()
+        self._journal_blocks = not isinstance(self._engine.journal, MemoryJournal)
+
+    async def _perform(self, effect: Any, run: Run) -> Any:
+        """A local effect; a durable journal's writes in a worker thread."""
+        if self._journal_blocks and type(effect) in (Save, Forget):
+            return await asyncio.to_thread(self._engine.perform, effect, run)
+        return self._engine.perform(effect, run)
 
     async def _run(self, flow: Flow[T], run: Run | None = None) -> T:
         engine, http = self._engine, self._http
@@ -434,7 +443,7 @@ class AsyncPaymentClient(_Base):
                         await asyncio.sleep(engine.sleep_seconds(effect.seconds))
                         result = None
                     else:
-                        result = engine.perform(effect, run)
+                        result = await self._perform(effect, run)
                     effect = send(result)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
@@ -470,7 +479,8 @@ class AsyncPaymentClient(_Base):
                 engine.abandon(run)  # recover() may settle it at once
                 raise
             if not keep_record:
-                engine.forget_kept(run)
+                for key in list(run.saved):
+                    await self._perform(Forget(key), run)
         return result
 
     async def status(self, payment_id: str) -> PaymentStatus:
@@ -488,7 +498,8 @@ class AsyncPaymentClient(_Base):
     async def recover(self) -> list[RecheckResult]:
         """Settle every journal record no live process is working on; see
         :meth:`PaymentClient.recover`."""
-        records = self._engine.claim()
+        claim = self._engine.claim
+        records = await asyncio.to_thread(claim) if self._journal_blocks else claim()
         results: list[RecheckResult] = []
         for i, record in enumerate(records):
             try:

@@ -5,6 +5,7 @@ Every test runs against both clients (the parametrised ``make_client``).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from payflow.client import AsyncPaymentClient
 from payflow.core.events import Poll
 from payflow.core.flows import PaymentResult
 from payflow.errors import InvalidRequest
@@ -225,3 +227,49 @@ def test_sync_client_refuses_an_async_on_paid(provider: Provider, make_client: M
     assert record.reference == oid
     [outcome] = client.recover()
     assert outcome.action == "refunded"
+
+
+class _SlowJournal(SqliteJournal):
+    """A durable journal whose writes take a while (a slow disk's fsync)."""
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        time.sleep(0.15)
+        super().save(*args, **kwargs)
+
+
+def test_async_client_keeps_the_event_loop_free_during_journal_writes(
+    provider: Provider, tmp_path: Path
+) -> None:
+    """Journal writes run in a worker thread: other tasks on the loop go on meanwhile."""
+
+    async def main() -> tuple[PaymentResult, int, list[Any]]:
+        journal = _SlowJournal(tmp_path / "slow.db")
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(ticker())
+        async with AsyncPaymentClient(
+            provider.base_url, provider.client_id, provider.token, journal,
+            policy=fast_policy(), test_mode=True, budget=None,
+        ) as client:  # fmt: skip
+            await asyncio.sleep(0)
+            before = ticks
+            result = await client.pay(order_id(), 100)
+            during = ticks - before
+            left = journal.pending()
+        stop.set()
+        await task
+        journal.close()
+        return result, during, left
+
+    result, during, left = asyncio.run(main())
+    assert result.state == "captured" and left == []
+    # Two slow saves (before the first send and with the payment id): the loop kept
+    # ticking through them instead of freezing for their whole length.
+    assert during >= 10
