@@ -53,6 +53,11 @@ class Result:
     summary: dict[str, Any]
     provider: ProviderStats
     _day: Day | None = field(default=None, repr=False, compare=False)
+    #: The ledger's payments at the end of the run, by order id (one snapshot,
+    #: taken on the first ``trace()``: reading every order's timeline stays linear).
+    _final_payments: dict[str, list[dict[str, Any]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def trace(self, order_id: str | int) -> pd.DataFrame:
         """One order's timeline (``order_id`` or its 1-based number) for plotting.
@@ -72,6 +77,11 @@ class Result:
         frame = trace_frame(order)
         # The ground truth at the end of the run: what each payment of the order became.
         end = day.env.now
+        final = self._final_payments
+        if not final:
+            for p in day.ledger.snapshot(end)["payments"]:
+                final.setdefault(str(p["orderId"]), []).append(p)
+            final.setdefault("", [])  # marks the snapshot as taken, even if it had no payments
         rows = [
             (
                 order.order_id,
@@ -80,8 +90,7 @@ class Result:
                 f"payment {p['paymentId']} ends {p['state']}, {p['amount']} "
                 f"(refunded {p['refundedAmount']})",
             )
-            for p in day.ledger.snapshot(end)["payments"]
-            if p["orderId"] == order.order_id
+            for p in final.get(order.order_id, ())
         ]
         if not rows:
             return frame
