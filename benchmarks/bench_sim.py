@@ -22,7 +22,9 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from typing import ClassVar
 
 import simpy
 
@@ -61,6 +63,33 @@ def bare_mmc(
     elapsed = time.perf_counter() - start
     assert len(waits) == customers
     return customers / elapsed
+
+
+class _CountingEnvironment(simpy.Environment):
+    """A SimPy environment that counts the events it schedules (for the cost model only)."""
+
+    made: ClassVar[list[_CountingEnvironment]] = []
+
+    def __init__(self, initial_time: float = 0) -> None:
+        super().__init__(initial_time)
+        self.scheduled = 0
+        _CountingEnvironment.made.append(self)
+
+    def schedule(self, event: simpy.Event, priority: int = 1, delay: float = 0) -> None:
+        self.scheduled += 1
+        super().schedule(event, priority, delay)  # type: ignore[arg-type]
+
+
+def events_scheduled(work: Callable[[], object]) -> int:
+    """How many SimPy events ``work`` schedules (every Environment it makes counts them)."""
+    real = simpy.Environment
+    _CountingEnvironment.made.clear()
+    simpy.Environment = _CountingEnvironment  # type: ignore[misc]
+    try:
+        work()
+    finally:
+        simpy.Environment = real  # type: ignore[misc]
+    return sum(env.scheduled for env in _CountingEnvironment.made)
 
 
 def day(orders: int, scenario: str, strategy: str) -> tuple[float, int, dict[str, object]]:
@@ -152,6 +181,23 @@ def main() -> None:
     print(
         f"  shipped {summary['fulfilled']:,}, refunds {summary['refunds']:,}, "
         f"duplicates {summary['duplicate_charges']}, orphans {summary['orphan_charges']}"
+    )
+
+    # The cost model: SimPy events are the floor of any SimPy model, so count them.
+    count_orders = min(args.orders, 5_000)
+    per_customer = events_scheduled(lambda: bare_mmc(20_000)) / 20_000
+    counted: dict[str, object] = {}
+
+    def counted_day() -> None:
+        counted.update(run(args.scenario, args.strategy, seed=0, orders=count_orders,
+                           trace=False).summary)  # fmt: skip
+
+    per_order = events_scheduled(counted_day) / count_orders
+    per_call = per_order / float(counted["provider_calls_per_order"])  # type: ignore[arg-type]
+    print(
+        f"SimPy events: {per_order:.1f} per order ({per_call:.1f} per provider call) against "
+        f"{per_customer:.1f} per bare customer: with no model logic at all, the per-order "
+        f"ratio could not pass {per_customer / per_order:.2f}"
     )
 
     if not args.skip_memory:
