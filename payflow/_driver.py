@@ -330,7 +330,7 @@ class Engine:
         """A flow stopped abnormally: let ``recover()`` take its records at once."""
         if run.saved:
             try:
-                self.journal.release(run.saved, self.owner)
+                self.journal.release(list(run.saved), self.owner)
             except Exception:
                 _log.error("journal: could not release %d record(s)", len(run.saved), exc_info=True)
 
@@ -355,6 +355,21 @@ class Engine:
         for run in runs:
             keys.update(set(run.saved))  # a copy: the run's thread may be adding to it
         return keys
+
+    def release_settled(self, records: Iterable[PendingRecord], results: Iterable[Any]) -> None:
+        """After ``recover()``: nobody works on its "reported" or "kept" records any
+        more, so end this client's lease on them (another process may acknowledge a
+        reported payment, or recheck a kept one, at once)."""
+        keys = [
+            record.idempotency_key
+            for record, result in zip(records, results, strict=False)
+            if result.action in ("reported", "kept")
+        ]
+        if keys:
+            try:
+                self.journal.release(keys, self.owner)
+            except Exception:
+                _log.error("journal: could not release %d record(s)", len(keys), exc_info=True)
 
     def claim(self) -> list[PendingRecord]:
         """Take the journal records this client should settle now."""

@@ -17,9 +17,10 @@ Errors come from :mod:`payflow.errors`; see its docstring for the tree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -35,9 +36,9 @@ from payflow.core.calls import Flow, Policy
 from payflow.core.errors import InvalidRequest
 from payflow.core.flows import PaymentResult
 from payflow.core.keys import new_key
-from payflow.core.messages import Call, Forget, Save, Sleep
+from payflow.core.messages import Call, Save, Sleep
 from payflow.core.recheck import RecheckResult, recheck
-from payflow.journal import Journal, JournalEntry, MemoryJournal, leased_elsewhere, owner_alive
+from payflow.journal import Journal, JournalEntry, SqliteJournal, leased_elsewhere, owner_alive
 
 __all__ = [
     "AsyncPaymentClient",
@@ -128,9 +129,12 @@ class _Base:
         ``"reported"`` recover result (pass it, or its order id). With an order
         id only finished records go: ``"reported"`` ones, and payments with a
         payment id that no one is still working on -- records awaiting a
-        recheck are left to ``recover()``, and a payment in progress (in this
-        client, or leased by another client or process) is kept. Returns how
-        many records were forgotten.
+        recheck are left to ``recover()``, and a record someone is working on
+        (a payment in progress in this client, or a record leased by another
+        client or process) is kept. The delete is a compare-and-delete: a record
+        another process claims between the read and the delete stays too.
+        Returns how many records were forgotten (0 if they were all kept:
+        call again later, or let ``recover()`` settle them).
         """
         engine = self._engine
         journal = engine.journal
@@ -173,12 +177,11 @@ class _Base:
             r = entry.record
             if r.operation != "pay" or r.reference != reference:
                 continue
-            if r.state == "reported" or (
-                r.state == "pending"
-                and r.payment_id
-                and r.idempotency_key not in busy
-                and not leased_elsewhere(entry, mine, now=now, alive=alive)
-            ):
+            finished = r.state == "reported" or (
+                r.state == "pending" and r.payment_id and r.idempotency_key not in busy
+            )
+            # Held by a live owner elsewhere: a payment in progress or a recheck running now.
+            if finished and not leased_elsewhere(entry, mine, now=now, alive=alive):
                 found.append(entry)
         return found
 
@@ -364,6 +367,7 @@ class PaymentClient(_Base):
                     [r.idempotency_key for r in records[i:]], self._engine.owner
                 )
                 raise
+        self._engine.release_settled(records, results)
         return results
 
     def close(self) -> None:
@@ -384,13 +388,34 @@ class PaymentClient(_Base):
         self.close()
 
 
+async def _uncancellable(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even if the awaiting task is cancelled meanwhile.
+
+    A journal write in a worker thread finishes whatever happens to the task;
+    waiting for it means the flow's clean-up (releasing its records) runs on
+    the journal as written, not before the write lands. The cancellation is
+    then re-raised.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise
+
+
 class AsyncPaymentClient(_Base):
     """The asyncio twin of :class:`PaymentClient` over ``httpx.AsyncClient``.
 
-    Same arguments and methods, awaited. Journal writes to a durable journal
-    (SQLite: an fsync each) run in a worker thread (``asyncio.to_thread``), so
-    other payments on the event loop go on meanwhile; the in-memory journal is
-    written inline.
+    Same arguments and methods, awaited. With a :class:`SqliteJournal`, the
+    records a flow saves before and while it pays (an fsync each) and
+    ``recover()``'s claim are written in a worker thread
+    (``asyncio.to_thread``), so other payments on the event loop go on
+    meanwhile; a cancelled task waits for such a write to land before it lets
+    go of its records. Forgetting a settled payment's record stays on the loop
+    (a cancellation there could lose a taken payment), as do custom journals,
+    which may be tied to one thread.
     """
 
     def __init__(
@@ -417,12 +442,18 @@ class AsyncPaymentClient(_Base):
         )  # fmt: skip
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient()
-        self._journal_blocks = not isinstance(self._engine.journal, MemoryJournal)
+        # Only the SQLite journal is known to be safe to call from another thread.
+        self._journal_blocks = isinstance(self._engine.journal, SqliteJournal)
 
     async def _perform(self, effect: Any, run: Run) -> Any:
-        """A local effect; a durable journal's writes in a worker thread."""
-        if self._journal_blocks and type(effect) in (Save, Forget):
-            return await asyncio.to_thread(self._engine.perform, effect, run)
+        """A local effect; a durable journal's ``Save`` in a worker thread.
+
+        ``Forget`` stays on the loop: it ends a flow whose outcome is decided,
+        and a cancellation landing there would lose the result after the record
+        is gone (a charge nobody hears of).
+        """
+        if self._journal_blocks and type(effect) is Save:
+            return await _uncancellable(asyncio.to_thread(self._engine.perform, effect, run))
         return self._engine.perform(effect, run)
 
     async def _run(self, flow: Flow[T], run: Run | None = None) -> T:
@@ -479,8 +510,7 @@ class AsyncPaymentClient(_Base):
                 engine.abandon(run)  # recover() may settle it at once
                 raise
             if not keep_record:
-                for key in list(run.saved):
-                    await self._perform(Forget(key), run)
+                engine.forget_kept(run)
         return result
 
     async def status(self, payment_id: str) -> PaymentStatus:
@@ -498,17 +528,27 @@ class AsyncPaymentClient(_Base):
     async def recover(self) -> list[RecheckResult]:
         """Settle every journal record no live process is working on; see
         :meth:`PaymentClient.recover`."""
-        claim = self._engine.claim
-        records = await asyncio.to_thread(claim) if self._journal_blocks else claim()
+        engine = self._engine
+        if self._journal_blocks:
+            claiming = asyncio.ensure_future(asyncio.to_thread(engine.claim))
+            try:
+                records = await asyncio.shield(claiming)
+            except asyncio.CancelledError:
+                # The claim commits in its thread anyway: hand the records straight back.
+                with contextlib.suppress(Exception):
+                    taken = await claiming
+                    engine.journal.release([r.idempotency_key for r in taken], engine.owner)
+                raise
+        else:
+            records = engine.claim()
         results: list[RecheckResult] = []
         for i, record in enumerate(records):
             try:
-                results.append(await self._run(recheck(record, self._engine.ctx)))
+                results.append(await self._run(recheck(record, engine.ctx)))
             except BaseException:
-                self._engine.journal.release(
-                    [r.idempotency_key for r in records[i:]], self._engine.owner
-                )
+                engine.journal.release([r.idempotency_key for r in records[i:]], engine.owner)
                 raise
+        engine.release_settled(records, results)
         return results
 
     async def aclose(self) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from payflow.client import AsyncPaymentClient
+from payflow.client import AsyncPaymentClient, PaymentClient
 from payflow.core.events import Poll
 from payflow.core.flows import PaymentResult
+from payflow.core.messages import PendingRecord
 from payflow.errors import InvalidRequest
 from payflow.journal import SqliteJournal, owner_id
 from payflow.provider.ledger import PayerModel
@@ -273,3 +274,83 @@ def test_async_client_keeps_the_event_loop_free_during_journal_writes(
     # Two slow saves (before the first send and with the payment id): the loop kept
     # ticking through them instead of freezing for their whole length.
     assert during >= 10
+
+
+class _GatedJournal(SqliteJournal):
+    """A SQLite journal whose ``save`` / ``claim`` wait at a gate: a write in flight."""
+
+    def __init__(self, path: Path, gate: str) -> None:
+        super().__init__(path)
+        self.gate = gate
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.gate == "save":
+            self.entered.set()
+            self.go.wait(10)
+        super().save(*args, **kwargs)
+
+    def claim(self, *args: Any, **kwargs: Any) -> list[Any]:
+        taken = super().claim(*args, **kwargs)
+        if self.gate == "claim":
+            self.entered.set()
+            self.go.wait(10)
+        return taken
+
+
+def _cancel_while_gated(journal: _GatedJournal, work: Any) -> None:
+    """Start ``work()`` (a coroutine function), cancel it while the journal's gated
+    write is in its thread, then let the write finish; expect CancelledError."""
+
+    async def main() -> None:
+        task = asyncio.ensure_future(work())
+        while not journal.entered.is_set():
+            await asyncio.sleep(0.005)
+        task.cancel()
+        await asyncio.sleep(0.05)  # the cancel is delivered while the write still waits
+        journal.go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_async_pay_cancelled_during_a_journal_write_releases_its_record(
+    provider: Provider, tmp_path: Path
+) -> None:
+    """The write lands first, then the lease is let go: recover() may take it at once."""
+    journal = _GatedJournal(tmp_path / "gated.db", "save")
+    client = AsyncPaymentClient(
+        provider.base_url, provider.client_id, provider.token, journal,
+        policy=fast_policy(), test_mode=True, budget=None,
+    )  # fmt: skip
+    _cancel_while_gated(journal, lambda: client.pay(order_id(), 100))
+    [entry] = journal.entries()
+    assert entry.lease_until == 0.0  # released after the write, not re-leased by it
+    [outcome] = PaymentClient(
+        provider.base_url, provider.client_id, provider.token, journal,
+        policy=fast_policy(), test_mode=True, budget=None,
+    ).recover()  # fmt: skip
+    # Taken at once (no lease to wait out) and settled: the replayed create's
+    # payment is cancelled, or refunded if the payer was quicker.
+    assert outcome.action in ("cancelled", "refunded", "forgotten")
+    assert journal.pending() == []
+    assert charged(provider.ledger()["payments"]) == []
+    journal.close()
+
+
+def test_async_recover_cancelled_during_its_claim_hands_the_records_back(
+    provider: Provider, tmp_path: Path
+) -> None:
+    path = tmp_path / "gated.db"
+    journal = _GatedJournal(path, "claim")
+    journal.save(PendingRecord(order_id(), "key-abandoned-1", "pay", 100, "DKK", 0.0))
+    client = AsyncPaymentClient(
+        provider.base_url, provider.client_id, provider.token, journal,
+        policy=fast_policy(), test_mode=True, budget=None,
+    )  # fmt: skip
+    _cancel_while_gated(journal, client.recover)
+    [entry] = journal.entries()
+    assert entry.lease_until == 0.0  # claimed in the thread, then handed back
+    journal.close()
