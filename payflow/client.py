@@ -354,8 +354,10 @@ class PaymentClient(_Base):
 
         A payment still pending is cancelled (or polled, per policy); money
         taken that the caller never saw is refunded (or "reported", per
-        ``Policy.refund_unclaimed``); a pending refund is retried with its key.
-        Records that cannot be settled yet come back as "kept".
+        ``Policy.refund_unclaimed``: a reservation of the record's own payment
+        is captured first when ``Policy.capture`` is on); a pending refund is
+        retried with its key. Records that cannot be settled yet come back as
+        "kept". The leases of "reported" and "kept" records are released.
         """
         records = self._engine.claim()
         results: list[RecheckResult] = []

@@ -102,6 +102,7 @@ def call(
     reference: str = "",
     retry: RetryPolicy | None = None,
     sent: list[int] | None = None,
+    cost_paid: float = 0.0,
 ) -> Flow[Response]:
     """Send ``request`` under the retry policy and return the final response.
 
@@ -109,12 +110,14 @@ def call(
     resource) or another 4xx. Raises :class:`ProviderUnavailable` when retrying
     stopped and no attempt can have had an effect (or the request was a read),
     and :class:`OutcomeUnknown` when one may have. ``sent``, if given, is a
-    one-item list whose count is increased by every attempt.
+    one-item list whose count is increased by every attempt. ``cost_paid`` is
+    retry budget the caller already took for this call (a re-send): a success
+    refunds it with the call's own retries (AWS standard mode).
     """
     policy = retry or ctx.policy.retry
     per_attempt = ctx.policy.key_scope is KeyScope.PER_ATTEMPT and request.method == "POST"
     start: float = yield _NOW
-    attempt, previous, maybe_sent, cost_paid = 0, None, False, 0.0
+    attempt, previous, maybe_sent = 0, None, False
     while True:
         attempt += 1
         now: float = yield _NOW

@@ -177,7 +177,9 @@ def pay(
             )
         if resp.status == 409:
             # Out of sync (a submit with this key still in flight): query.
-            body = yield from _find_after_unknown(order_id, ctx, request, now, sent)
+            body = yield from _find_after_unknown(
+                order_id, ctx, request, now, sent, after_timeout=False
+            )
             if body is None:
                 yield Save(replace(record, state="recheck"))
                 raise OutcomeUnknown(
@@ -223,6 +225,7 @@ def _find_after_unknown(
     request: Request | None = None,
     started: float | None = None,
     sent: list[int] | None = None,
+    after_timeout: bool = True,
 ) -> Flow[Mapping[str, Any] | None]:
     """After an unanswered (or in-progress) create, find *this operation's* payment.
 
@@ -233,9 +236,12 @@ def _find_after_unknown(
     While the first request is still in progress (409), wait and ask again --
     until the operation's deadline (counted from ``started``) and within
     MobilePay's 6 requests per operation; then the outcome stays unknown.
-    A re-send is a retry: it spends the shared retry budget like one, so an
-    overloaded provider is not kept busy by re-sends either (refused, the
-    outcome stays unknown and the journal's recheck finds it later).
+    A re-send is a retry: it spends the shared retry budget like one (the
+    timeout price after an unanswered attempt, asked before any pause, refunded
+    if it succeeds as a retried call's is), so an overloaded provider is not kept
+    busy by re-sends either (refused, the outcome stays unknown and the
+    journal's recheck finds it later). ``after_timeout`` says whether the
+    attempt before the first re-send went unanswered (not a 409).
     Keyless creates can only be looked up by order.
     """
     if request is not None and request.idempotency_key is not None:
@@ -243,6 +249,7 @@ def _find_after_unknown(
         sent = sent if sent is not None else [retry.max_attempts]
         previous: float | None = None
         attempt = -1
+        timed_out = after_timeout
         while sent[0] < MAX_ATTEMPTS_ALLOWED:
             attempt += 1
             now: float = yield Now()
@@ -251,18 +258,24 @@ def _find_after_unknown(
                 if retry.deadline is None or started is None
                 else (retry.deadline - (now - started))
             )
+            pause = 0.0
             if attempt:
                 previous = retry.backoff.delay(attempt - 1, previous, ctx.rng)
                 pause = max(previous, ctx.policy.polling.default_delay)
                 if left is not None and pause + retry.min_attempt_timeout >= left:
                     return None
+            elif left is not None and left < retry.min_attempt_timeout:
+                return None
+            cost = 0.0
+            if ctx.budget is not None:
+                taken = ctx.budget.acquire_retry(after_timeout=timed_out)
+                if taken is None:
+                    return None  # the budget says the provider is struggling: recheck later
+                cost = taken
+            if pause:
                 yield Sleep(pause)
                 if left is not None:
                     left -= pause
-            if left is not None and left < retry.min_attempt_timeout:
-                return None
-            if ctx.budget is not None and ctx.budget.acquire_retry(after_timeout=True) is None:
-                return None  # the budget says the provider is struggling: recheck later
             # replace(retry, max_attempts=1, deadline=left) without its field introspection
             single = RetryPolicy(
                 max_attempts=1,
@@ -274,13 +287,17 @@ def _find_after_unknown(
                 retry_unsafe=retry.retry_unsafe,
             )
             try:
-                resp = yield from call(request, ctx, order_id, retry=single, sent=sent)
-            except PayflowError:
+                resp = yield from call(
+                    request, ctx, order_id, retry=single, sent=sent, cost_paid=cost
+                )
+            except PayflowError as exc:
+                timed_out = isinstance(exc, OutcomeUnknown)  # no answer (not: never sent)
                 continue
             if resp.ok:
                 return resp.body
             if not _in_progress(resp):
                 return None
+            timed_out = False  # answered: still in progress
         return None
     try:
         payments = yield from _lookup(order_id, ctx)

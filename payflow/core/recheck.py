@@ -7,8 +7,10 @@ Laybuy's rules, for each pending record found at start-up or on a later recheck:
   end, if the policy says ``recover_pending="poll"``);
 * a payment that took money the caller never saw is refunded automatically,
   or reported for the caller to apply (``refund_unclaimed``) -- captured first
-  if it is only reserved and the policy captures (``Policy.capture``), so a
-  reported payment is money the shop will get;
+  if it is this operation's own payment, only reserved, and the policy
+  captures (``Policy.capture``); until the capture is confirmed the record is
+  kept, so a reported payment is money the shop will get (a reservation found
+  by an order lookup is reported as it is);
 * a cancelled, declined or expired payment is simply forgotten.
 
 A payment record without a payment id (the create was never answered) is
@@ -130,11 +132,25 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
             state = api.payment_state(body)
             if state == "initiated":
                 raise OutcomeUnknown("payment still pending after cancel", payment_id=payment_id)
-        if state == "reserved" and ctx.policy.capture and not ctx.policy.refund_unclaimed:
+        if (
+            state == "reserved"
+            and ctx.policy.capture
+            and not ctx.policy.refund_unclaimed
+            and (record.payment_id or record.key_sent)  # this operation's own payment
+        ):
             # The caller will apply it as paid: take the money, as ``pay`` would have
             # (a reservation left alone is never paid out to the shop).
-            body = yield from _capture(replace(record, payment_id=payment_id), ctx, {})
+            amount = int(body.get("amount", record.amount))
+            own = PendingRecord(
+                record.reference, record.idempotency_key, record.operation, amount,
+                record.currency, record.created_at, payment_id, record.state, record.key_sent,
+            )  # fmt: skip
+            body = yield from _capture(own, ctx, {})
             state = api.payment_state(body)
+            if state == "reserved":
+                # Refused or unanswered: report it only once the money is taken.
+                raise OutcomeUnknown("capture of a late approval not confirmed yet",
+                                     reference=record.reference, payment_id=payment_id)  # fmt: skip
         if state in api.MONEY_TAKEN_STATES:
             if not ctx.policy.refund_unclaimed:
                 actions.append("reported")

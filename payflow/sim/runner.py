@@ -79,9 +79,10 @@ class Result:
         end = day.env.now
         final = self._final_payments
         if not final:
+            by_order: dict[str, list[dict[str, Any]]] = {"": []}  # "": the snapshot is taken
             for p in day.ledger.snapshot(end)["payments"]:
-                final.setdefault(str(p["orderId"]), []).append(p)
-            final.setdefault("", [])  # marks the snapshot as taken, even if it had no payments
+                by_order.setdefault(str(p["orderId"]), []).append(p)
+            final.update(by_order)  # published at once: a concurrent reader sees all or none
         rows = [
             (
                 order.order_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -298,6 +299,30 @@ def test_recheck_keeps_a_reservation_whose_capture_got_no_answer() -> None:
     assert result.action == "kept" and next(iter(d.journal.values())).state == "recheck"
 
 
+def test_recheck_keeps_a_reservation_whose_capture_is_refused() -> None:
+    d = ScriptedDriver([ok(payment("reserved")), error(409, "conflict"), ok(payment("reserved"))])
+    rec = _record(d, payment_id="p-1")
+    result = d.run(recheck(rec, ctx(refund_unclaimed=False)))
+    assert result.action == "kept"  # reported only once the money is taken
+    assert [c[1].operation for c in d.calls] == ["status", "capture", "status"]
+
+
+def test_recheck_captures_the_payments_amount_and_only_its_own_payment() -> None:
+    d = ScriptedDriver([ok(payment("reserved", amount=2500)), ok(payment("captured"))])
+    rec = _record(d, payment_id="p-1")  # the record says 1000; the payment is 2500
+    d.run(recheck(rec, ctx(refund_unclaimed=False)))
+    assert d.calls[1][1].body == {"amount": 2500}
+
+    # A keyless record finds the order's payments by lookup: they may be another
+    # operation's, so a reservation is reported as it is, not captured.
+    found = {"payments": [payment("reserved", pid="p-9", amount=2500)]}
+    d = ScriptedDriver([ok(found)])
+    rec = _record(d, key_sent=False)
+    result = d.run(recheck(rec, ctx(refund_unclaimed=False)))
+    assert (result.action, result.state) == ("reported", "reserved")
+    assert [c[1].operation for c in d.calls] == ["lookup"]
+
+
 def test_recheck_without_payment_id_replays_the_create_with_the_same_key() -> None:
     d = ScriptedDriver([ok(payment("initiated"), 201), ok(payment("cancelled"))])
     rec = _record(d)
@@ -390,6 +415,40 @@ def test_resends_after_an_unknown_create_spend_the_retry_budget() -> None:
     ctx_full = Context(Policy(retry=FAST), random.Random(3), full)
     assert d.run(pay("o-1", 1000, "DKK", ctx_full)).state == "captured"
     assert len(sends) > 1 and full.retries_allowed == len(sends) - 1
+
+
+@pytest.mark.parametrize(("first", "price"), [("timeout", 10.0), ("in-progress", 5.0)])
+def test_a_successful_resend_is_refunded_like_a_retried_call(first: str, price: float) -> None:
+    """AWS standard: a re-send costs 10 after no answer, 5 after an answer; a success
+    refunds it, as for any retried call that succeeds."""
+    creates: list[float] = []
+
+    def provider(req: Request, now: float) -> Any:
+        if req.operation == "create":
+            creates.append(now)
+            if len(creates) == 1:
+                return TimedOut() if first == "timeout" else error(409, "request_in_progress")
+            return ok(payment("captured"), 201)
+        return ok(payment("captured"))
+
+    spent: list[float] = []
+
+    class Spy(RetryBudget):
+        def acquire_retry(self, after_timeout: bool = False) -> float | None:
+            cost = super().acquire_retry(after_timeout)
+            spent.append(cost or 0.0)
+            return cost
+
+    aws = RetryBudget.aws_standard()
+    budget = Spy(**{f.name: getattr(aws, f.name) for f in dataclasses.fields(aws)})
+    one_attempt = RetryPolicy(max_attempts=1, deadline=30.0)
+    d = ScriptedDriver(provider)
+    result = d.run(
+        pay("o-1", 1000, "DKK", Context(Policy(retry=one_attempt), random.Random(3), budget))
+    )
+    assert result.state == "captured" and len(creates) == 2
+    assert spent == [price]
+    assert budget.tokens == budget.max_tokens  # refunded, nothing leaked
 
 
 def test_every_create_timing_out_never_passes_the_deadline() -> None:
