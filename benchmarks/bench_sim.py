@@ -195,9 +195,10 @@ def main() -> None:
     per_order = events_scheduled(counted_day) / count_orders
     per_call = per_order / float(counted["provider_calls_per_order"])  # type: ignore[arg-type]
     print(
-        f"SimPy events: {per_order:.1f} per order ({per_call:.1f} per provider call) against "
-        f"{per_customer:.1f} per bare customer: with no model logic at all, the per-order "
-        f"ratio could not pass {per_customer / per_order:.2f}"
+        f"SimPy events ({count_orders:,}-order day): {per_order:.1f} per order "
+        f"({per_call:.1f} per provider call) against {per_customer:.1f} per bare customer: "
+        f"if an event cost what a bare one does and the model's own logic nothing, the "
+        f"per-order ratio would be about {per_customer / per_order:.2f} at most"
     )
 
     if not args.skip_memory:
