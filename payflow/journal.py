@@ -136,7 +136,12 @@ class Journal(Protocol):
 
     def forget_unchanged(self, entry: JournalEntry) -> bool:
         """Remove ``entry``'s record only if it is still as read: same state, owner
-        and lease (compare-and-delete); True if it was removed."""
+        and lease (compare-and-delete); True if it was removed.
+
+        A duck-typed journal without it still works: ``acknowledge`` then falls
+        back to :meth:`forget`, without the protection against a claim made
+        between its read and its delete.
+        """
 
     def pending(self) -> list[PendingRecord]:
         """Every record, oldest first."""

@@ -231,49 +231,57 @@ def test_sync_client_refuses_an_async_on_paid(provider: Provider, make_client: M
 
 
 class _SlowJournal(SqliteJournal):
-    """A durable journal whose writes take a while (a slow disk's fsync)."""
+    """A durable journal whose saves take a while (a slow disk's fsync); ``saving`` is
+    set while one runs."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.saving = threading.Event()
+        self.saves = 0
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        time.sleep(0.15)
-        super().save(*args, **kwargs)
+        self.saving.set()
+        try:
+            time.sleep(0.15)
+            super().save(*args, **kwargs)
+            self.saves += 1
+        finally:
+            self.saving.clear()
 
 
 def test_async_client_keeps_the_event_loop_free_during_journal_writes(
     provider: Provider, tmp_path: Path
 ) -> None:
-    """Journal writes run in a worker thread: other tasks on the loop go on meanwhile."""
+    """Journal saves run in a worker thread: other tasks on the loop go on meanwhile."""
 
-    async def main() -> tuple[PaymentResult, int, list[Any]]:
+    async def main() -> tuple[PaymentResult, int, _SlowJournal]:
         journal = _SlowJournal(tmp_path / "slow.db")
-        ticks = 0
+        ticks_while_saving = 0
         stop = asyncio.Event()
 
         async def ticker() -> None:
-            nonlocal ticks
+            nonlocal ticks_while_saving
             while not stop.is_set():
-                ticks += 1
-                await asyncio.sleep(0.01)
+                ticks_while_saving += journal.saving.is_set()
+                await asyncio.sleep(0.005)
 
         task = asyncio.create_task(ticker())
         async with AsyncPaymentClient(
             provider.base_url, provider.client_id, provider.token, journal,
             policy=fast_policy(), test_mode=True, budget=None,
         ) as client:  # fmt: skip
-            await asyncio.sleep(0)
-            before = ticks
             result = await client.pay(order_id(), 100)
-            during = ticks - before
-            left = journal.pending()
         stop.set()
         await task
-        journal.close()
-        return result, during, left
+        return result, ticks_while_saving, journal
 
-    result, during, left = asyncio.run(main())
-    assert result.state == "captured" and left == []
-    # Two slow saves (before the first send and with the payment id): the loop kept
-    # ticking through them instead of freezing for their whole length.
-    assert during >= 10
+    result, ticks_while_saving, journal = asyncio.run(main())
+    assert result.state == "captured" and journal.pending() == []
+    # Two slow saves (before the first send, and with the payment id). A save on the
+    # loop would block it for its whole length: no tick could see one running.
+    assert journal.saves == 2
+    assert ticks_while_saving >= 2
+    journal.close()
 
 
 class _GatedJournal(SqliteJournal):
