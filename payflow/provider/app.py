@@ -138,7 +138,7 @@ class _Capacity:
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self.release(limit)  # we were handed a slot we will not use
-            else:
+            elif future in self._waiters:  # a release may have popped (and skipped) it
                 self._waiters.remove(future)
             raise
 

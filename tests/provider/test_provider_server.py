@@ -468,6 +468,28 @@ def test_capacity_cancelled_waiter_frees_its_place() -> None:
     asyncio.run(go())
 
 
+def test_capacity_waiter_cancelled_just_before_a_release_pops_it() -> None:
+    """A release between a waiter's cancellation and its clean-up skips it; the clean-up
+    must not fail (it did, with ValueError, at server shutdown under load)."""
+
+    async def go() -> None:
+        cap = _Capacity()
+        await cap.acquire(1)
+        first = asyncio.create_task(cap.acquire(1))
+        second = asyncio.create_task(cap.acquire(1))
+        await asyncio.sleep(0)
+        first.cancel()  # its future is cancelled now; its except-clause runs later
+        cap.release(1)  # pops the cancelled future, grants the second waiter
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await second
+        assert cap.busy == 1 and cap.queued == 0
+        cap.release(1)
+        assert cap.busy == 0
+
+    asyncio.run(go())
+
+
 def test_state_is_reachable_from_the_app() -> None:
     app = create_app({"a": "tok"})
     assert isinstance(app.state.provider, ProviderState)
