@@ -120,6 +120,11 @@ class _Secret:
 _DUMMY = _Secret("payflow-no-such-client-" + "x" * 24)
 
 
+def _finish(work: asyncio.Future[None]) -> None:
+    if not work.done():
+        work.set_result(None)
+
+
 class _Capacity:
     """A semaphore whose size may change with the time of day; waiters are FIFO."""
 
@@ -127,9 +132,15 @@ class _Capacity:
         self.busy = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(self, limit: int) -> None:
+    def try_acquire(self, limit: int) -> bool:
+        """Take a slot if one is free and nobody queues; never waits."""
         if self.busy < limit and not self._waiters:
             self.busy += 1
+            return True
+        return False
+
+    async def acquire(self, limit: int) -> None:
+        if self.try_acquire(limit):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
@@ -213,6 +224,7 @@ class ProviderState:
         self.capacity = _Capacity()
         self._t0 = time.monotonic()
         self._stopping: asyncio.Event | None = None
+        self._working: set[asyncio.Future[None]] = set()  # requests in their latency
         self.lost = 0  # responses withheld after commit
         self.resets = 0  # connections reset before commit
 
@@ -250,8 +262,26 @@ class ProviderState:
         return self._stopping
 
     def release_held(self) -> None:
-        """Stop holding lost responses (call on the server's loop, e.g. at shutdown)."""
+        """Shut down quickly (call on the server's loop): stop holding lost responses,
+        end the latency of requests in progress, refuse queued ones with a 503."""
         self.stopping.set()
+        for work in self._working:
+            if not work.done():
+                work.set_result(None)
+
+    async def work(self, seconds: float) -> None:
+        """A request's latency: ``asyncio.sleep``, cut short by :meth:`release_held`."""
+        if self._stopping is not None and self._stopping.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        work: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _finish, work)
+        self._working.add(work)
+        try:
+            await work
+        finally:
+            self._working.discard(work)
+            timer.cancel()
 
     def authenticate(self, client_id: str | None, authorization: bytes | None) -> bool:
         secret = self._clients.get(client_id) if client_id is not None else None
@@ -465,7 +495,10 @@ class _Api:
             )
         scale = state.time_scale
         outcome: Response | None
-        await state.capacity.acquire(faults.capacity)
+        if not await self._slot(faults.capacity):
+            return await self._error(
+                send, 503, "service_unavailable", "server: shutting down, retry later"
+            )
         try:
             outcome = await self._process(client_id, request, faults, draw, scale)
         finally:
@@ -491,7 +524,7 @@ class _Api:
         result = ledger.begin(client_id, request, self.state.now())
         try:
             if draw.latency_before_s > 0:
-                await asyncio.sleep(draw.latency_before_s / scale)
+                await self.state.work(draw.latency_before_s / scale)
         except BaseException:
             if isinstance(result, Ticket):
                 ledger.abandon(result)
@@ -504,8 +537,29 @@ class _Api:
             delay = self.state.scaled_poll_delay(faults.poll_delay_ms)
             result = ledger.commit(result, self.state.now(), poll_delay_ms=delay)
         if draw.latency_after_s > 0:
-            await asyncio.sleep(draw.latency_after_s / scale)
+            await self.state.work(draw.latency_after_s / scale)
         return result
+
+    async def _slot(self, limit: int) -> bool:
+        """Wait for a capacity slot; False if the server starts shutting down first
+        (a queued request is then refused at once instead of cancelled mid-wait)."""
+        state = self.state
+        if state.capacity.try_acquire(limit):
+            return True
+        if state.stopping.is_set():
+            return False
+        acquiring = asyncio.ensure_future(state.capacity.acquire(limit))
+        stopper = asyncio.ensure_future(state.stopping.wait())
+        try:
+            await asyncio.wait({acquiring, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
+            return True
+        acquiring.cancel()  # hands back a slot granted meanwhile (see _Capacity.acquire)
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquiring
+        return False
 
     async def _drop(self, scope: Scope, receive: Receive, *, hold: bool) -> None:
         """Answer nothing: hold until the client leaves (``hold``), then close."""

@@ -85,7 +85,8 @@ class RunningProvider:
         return self.state.now()
 
     def release_held(self) -> None:
-        """Let go of every connection held for a lost response."""
+        """Start shutting down: let go of every connection held for a lost response,
+        end requests in their latency, refuse queued ones with a 503 (for good)."""
         self._loop.call_soon_threadsafe(self.state.release_held)
 
 

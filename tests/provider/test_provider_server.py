@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -488,6 +490,43 @@ def test_capacity_waiter_cancelled_just_before_a_release_pops_it() -> None:
         assert cap.busy == 0
 
     asyncio.run(go())
+
+
+def test_shutdown_ends_work_in_progress_and_refuses_the_queue_quietly() -> None:
+    """Requests in their latency finish, queued ones get a 503; nothing is cancelled
+    mid-request (which logged a traceback per request at the end of real runs)."""
+    slow = Faults(latency_before_s=600.0, latency_after_s=0.0, latency_sigma=0.0, capacity=1)
+    errors: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            errors.append(record)
+
+    collect = Collect(level=logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("uvicorn.error", "payflow", "payflow.provider")]
+    for logger in loggers:
+        logger.addHandler(collect)
+    answers: list[int] = []
+    try:
+        with running_provider(faults=FaultProfile.constant(slow)) as p:
+
+            def pay(i: int) -> None:
+                answers.append(post_payment(p, f"shutdown-{i}", timeout=30).status_code)
+
+            threads = [threading.Thread(target=pay, args=(i,)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            while p.state.capacity.queued < 3:  # one in its latency, three queued
+                time.sleep(0.01)
+        for thread in threads:
+            thread.join(30)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collect)
+    # Each got an answer: created (the one at work, and any slot handed on as the
+    # shutdown began) or refused at once, not cut off.
+    assert len(answers) == 4 and set(answers) <= {201, 503} and 503 in answers
+    assert errors == []
 
 
 def test_state_is_reachable_from_the_app() -> None:
