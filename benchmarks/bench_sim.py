@@ -9,7 +9,8 @@ Prints, all from this one run on this machine:
 3. peak memory of that day, in a fresh child process (``VmHWM``, and the
    interpreter's baseline so the day's own share is visible);
 4. sweep speed-up: the same small ``payflow.sim.sweep`` on a process pool of 1 and 2
-   workers (only meaningful on an otherwise idle machine with >= 2 cores).
+   workers, three times (median and range: a shared host drifts between runs; only
+   meaningful on an otherwise idle machine with >= 2 cores).
 
     python benchmarks/bench_sim.py [--orders 50000] [--sweep-orders 2000] [--skip-memory]
 """
@@ -196,6 +197,18 @@ def flows_alone(orders: int = 20_000, strategy: str = "recommended") -> tuple[fl
     return orders / (time.perf_counter() - start), calls // orders
 
 
+def _bare_job(seed: int) -> float:
+    return bare_mmc(60_000, seed=seed)
+
+
+def pool_seconds(workers: int, jobs: int = 8) -> float:
+    """Seconds for ``jobs`` bare M/M/c runs on a process pool of ``workers``."""
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_bare_job, range(jobs)))
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -205,7 +218,8 @@ def main() -> None:
     parser.add_argument("--strategy", default="recommended")
     parser.add_argument("--bare", type=int, default=200_000, help="bare M/M/c customers")
     parser.add_argument("--sweep-orders", type=int, default=2_000)
-    parser.add_argument("--sweep-seeds", type=int, default=2)
+    parser.add_argument("--sweep-seeds", type=int, default=4)  # 16 runs: a balanced tail
+    parser.add_argument("--sweep-repeats", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args()
@@ -266,12 +280,24 @@ def main() -> None:
 
     if not args.skip_sweep:
         n_runs = 2 * 2 * args.sweep_seeds
-        one = sweep_seconds(1, args.sweep_orders, args.sweep_seeds)
-        two = sweep_seconds(2, args.sweep_orders, args.sweep_seeds)
+        speedups, host = [], []
+        for _ in range(args.sweep_repeats):  # 1 and 2 workers back to back: a shared host drifts
+            one = sweep_seconds(1, args.sweep_orders, args.sweep_seeds)
+            two = sweep_seconds(2, args.sweep_orders, args.sweep_seeds)
+            speedups.append(one / two)
+            # The machine's own 2-worker speed-up on the same kind of work, measured now.
+            host.append(pool_seconds(1) / pool_seconds(2))
+            print(
+                f"sweep of {n_runs} runs x {args.sweep_orders:,} orders: 1 worker {one:.1f} s, "
+                f"2 workers {two:.1f} s, speed-up {one / two:.2f}; bare SimPy on the same "
+                f"pools {host[-1]:.2f} (load avg now {os.getloadavg()[0]:.2f})"
+            )
+        mid = len(speedups) // 2
         print(
-            f"sweep of {n_runs} runs x {args.sweep_orders:,} orders: 1 worker {one:.1f} s, "
-            f"2 workers {two:.1f} s, speed-up {one / two:.2f} "
-            f"(load avg now {os.getloadavg()[0]:.2f})"
+            f"sweep speed-up on 2 workers: median {sorted(speedups)[mid]:.2f} of "
+            f"{len(speedups)} (range {min(speedups):.2f}-{max(speedups):.2f}); the host's own "
+            f"for bare SimPy: median {sorted(host)[mid]:.2f} (range {min(host):.2f}-"
+            f"{max(host):.2f})"
         )
 
 
