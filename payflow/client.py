@@ -365,6 +365,7 @@ class PaymentClient(_Base):
             try:
                 results.append(self._run(recheck(record, self._engine.ctx)))
             except BaseException:
+                self._engine.release_settled(records[:i], results)
                 self._engine.journal.release(
                     [r.idempotency_key for r in records[i:]], self._engine.owner
                 )
@@ -402,8 +403,9 @@ async def _uncancellable(work: Awaitable[T]) -> T:
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
+        while not task.done():  # however often it is cancelled meanwhile
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(task)
         raise
 
 
@@ -534,12 +536,13 @@ class AsyncPaymentClient(_Base):
         if self._journal_blocks:
             claiming = asyncio.ensure_future(asyncio.to_thread(engine.claim))
             try:
-                records = await asyncio.shield(claiming)
+                records = await _uncancellable(claiming)
             except asyncio.CancelledError:
-                # The claim commits in its thread anyway: hand the records straight back.
-                with contextlib.suppress(Exception):
-                    taken = await claiming
-                    engine.journal.release([r.idempotency_key for r in taken], engine.owner)
+                # The claim committed in its thread: hand the records straight back.
+                if not claiming.cancelled() and claiming.exception() is None:
+                    engine.journal.release(
+                        [r.idempotency_key for r in claiming.result()], engine.owner
+                    )
                 raise
         else:
             records = engine.claim()
@@ -548,6 +551,7 @@ class AsyncPaymentClient(_Base):
             try:
                 results.append(await self._run(recheck(record, engine.ctx)))
             except BaseException:
+                engine.release_settled(records[:i], results)
                 engine.journal.release([r.idempotency_key for r in records[i:]], engine.owner)
                 raise
         engine.release_settled(records, results)

@@ -120,17 +120,21 @@ class _Secret:
 _DUMMY = _Secret("payflow-no-such-client-" + "x" * 24)
 
 
-def _finish(work: asyncio.Future[None]) -> None:
+def _finish(work: asyncio.Future[bool]) -> None:
     if not work.done():
-        work.set_result(None)
+        work.set_result(True)
 
 
 class _Capacity:
-    """A semaphore whose size may change with the time of day; waiters are FIFO."""
+    """A semaphore whose size may change with the time of day; waiters are FIFO.
+
+    :meth:`close` (at shutdown) refuses every waiter and later arrival at once.
+    """
 
     def __init__(self) -> None:
         self.busy = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.closed = False
+        self._waiters: deque[asyncio.Future[bool]] = deque()
 
     def try_acquire(self, limit: int) -> bool:
         """Take a slot if one is free and nobody queues; never waits."""
@@ -139,16 +143,20 @@ class _Capacity:
             return True
         return False
 
-    async def acquire(self, limit: int) -> None:
+    async def acquire(self, limit: int) -> bool:
+        """Wait for a slot: True once taken, False if the capacity was closed."""
         if self.try_acquire(limit):
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return True
+        if self.closed:
+            return False
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         try:
-            await future
+            return await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self.release(limit)  # we were handed a slot we will not use
+                if future.result():
+                    self.release(limit)  # we were handed a slot we will not use
             elif future in self._waiters:  # a release may have popped (and skipped) it
                 self._waiters.remove(future)
             raise
@@ -159,11 +167,23 @@ class _Capacity:
             future = self._waiters.popleft()
             if not future.done():
                 self.busy += 1
-                future.set_result(None)
+                future.set_result(True)
+
+    def close(self) -> None:
+        """Refuse every waiter now and every request that would have to wait later."""
+        self.closed = True
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(False)
 
     @property
     def queued(self) -> int:
         return len(self._waiters)
+
+
+class _ShuttingDown(Exception):
+    """Internal: the server began shutting down before this request's change was made."""
 
 
 class ProviderState:
@@ -224,7 +244,8 @@ class ProviderState:
         self.capacity = _Capacity()
         self._t0 = time.monotonic()
         self._stopping: asyncio.Event | None = None
-        self._working: set[asyncio.Future[None]] = set()  # requests in their latency
+        self._working: set[asyncio.Future[bool]] = set()  # requests in their latency
+        self.shutting_down = False
         self.lost = 0  # responses withheld after commit
         self.resets = 0  # connections reset before commit
 
@@ -262,23 +283,32 @@ class ProviderState:
         return self._stopping
 
     def release_held(self) -> None:
-        """Shut down quickly (call on the server's loop): stop holding lost responses,
-        end the latency of requests in progress, refuse queued ones with a 503."""
+        """Stop holding lost responses (call on the server's loop): connections held
+        for them are closed now, and later ones are not held."""
         self.stopping.set()
+
+    def shut_down(self) -> None:
+        """Wind down quickly (call on the server's loop, before stopping the server):
+        release held connections; requests still before their change get a 503
+        "shutting down" and change nothing, those after it answer at once, and
+        queued ones are refused with a 503. Nothing is left for uvicorn to cancel."""
+        self.release_held()
+        self.shutting_down = True
         for work in self._working:
             if not work.done():
-                work.set_result(None)
+                work.set_result(False)
+        self.capacity.close()
 
-    async def work(self, seconds: float) -> None:
-        """A request's latency: ``asyncio.sleep``, cut short by :meth:`release_held`."""
-        if self._stopping is not None and self._stopping.is_set():
-            return
+    async def work(self, seconds: float) -> bool:
+        """A request's latency (``asyncio.sleep``); False if :meth:`shut_down` cut it short."""
+        if self.shutting_down:
+            return False
         loop = asyncio.get_running_loop()
-        work: asyncio.Future[None] = loop.create_future()
+        work: asyncio.Future[bool] = loop.create_future()
         timer = loop.call_later(seconds, _finish, work)
         self._working.add(work)
         try:
-            await work
+            return await work
         finally:
             self._working.discard(work)
             timer.cancel()
@@ -495,12 +525,12 @@ class _Api:
             )
         scale = state.time_scale
         outcome: Response | None
-        if not await self._slot(faults.capacity):
-            return await self._error(
-                send, 503, "service_unavailable", "server: shutting down, retry later"
-            )
+        if not await state.capacity.acquire(faults.capacity):
+            return await self._shutting_down(send)
         try:
             outcome = await self._process(client_id, request, faults, draw, scale)
+        except _ShuttingDown:
+            return await self._shutting_down(send)
         finally:
             current = state.faults_now(state.now())
             state.capacity.release(faults.capacity if current is None else current.capacity)
@@ -523,8 +553,10 @@ class _Api:
         ledger = self.state.ledger
         result = ledger.begin(client_id, request, self.state.now())
         try:
-            if draw.latency_before_s > 0:
-                await self.state.work(draw.latency_before_s / scale)
+            if draw.latency_before_s > 0 and not await self.state.work(
+                draw.latency_before_s / scale
+            ):
+                raise _ShuttingDown  # cut short before the change: nothing is made
         except BaseException:
             if isinstance(result, Ticket):
                 ledger.abandon(result)
@@ -540,26 +572,8 @@ class _Api:
             await self.state.work(draw.latency_after_s / scale)
         return result
 
-    async def _slot(self, limit: int) -> bool:
-        """Wait for a capacity slot; False if the server starts shutting down first
-        (a queued request is then refused at once instead of cancelled mid-wait)."""
-        state = self.state
-        if state.capacity.try_acquire(limit):
-            return True
-        if state.stopping.is_set():
-            return False
-        acquiring = asyncio.ensure_future(state.capacity.acquire(limit))
-        stopper = asyncio.ensure_future(state.stopping.wait())
-        try:
-            await asyncio.wait({acquiring, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
-            return True
-        acquiring.cancel()  # hands back a slot granted meanwhile (see _Capacity.acquire)
-        with contextlib.suppress(asyncio.CancelledError):
-            await acquiring
-        return False
+    async def _shutting_down(self, send: Send) -> None:
+        await self._error(send, 503, "service_unavailable", "server: shutting down, retry later")
 
     async def _drop(self, scope: Scope, receive: Receive, *, hold: bool) -> None:
         """Answer nothing: hold until the client leaves (``hold``), then close."""

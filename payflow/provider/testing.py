@@ -85,8 +85,7 @@ class RunningProvider:
         return self.state.now()
 
     def release_held(self) -> None:
-        """Start shutting down: let go of every connection held for a lost response,
-        end requests in their latency, refuse queued ones with a 503 (for good)."""
+        """Let go of every connection held for a lost response (and hold none after)."""
         self._loop.call_soon_threadsafe(self.state.release_held)
 
 
@@ -166,7 +165,7 @@ def running_provider(
         loop = loops[0]
         if not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(state.release_held)
+                loop.call_soon_threadsafe(state.shut_down)
         server.should_exit = True
         thread.join(timeout=10.0)
         sock.close()

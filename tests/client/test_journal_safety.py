@@ -307,16 +307,18 @@ class _GatedJournal(SqliteJournal):
         return taken
 
 
-def _cancel_while_gated(journal: _GatedJournal, work: Any) -> None:
-    """Start ``work()`` (a coroutine function), cancel it while the journal's gated
-    write is in its thread, then let the write finish; expect CancelledError."""
+def _cancel_while_gated(journal: _GatedJournal, work: Any, cancels: int) -> None:
+    """Start ``work()`` (a coroutine function), cancel it ``cancels`` times while the
+    journal's gated write is in its thread, then let the write finish; expect
+    CancelledError."""
 
     async def main() -> None:
         task = asyncio.ensure_future(work())
         while not journal.entered.is_set():
             await asyncio.sleep(0.005)
-        task.cancel()
-        await asyncio.sleep(0.05)  # the cancel is delivered while the write still waits
+        for _ in range(cancels):
+            task.cancel()
+            await asyncio.sleep(0.05)  # delivered while the write still waits
         journal.go.set()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -324,8 +326,9 @@ def _cancel_while_gated(journal: _GatedJournal, work: Any) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("cancels", [1, 2])
 def test_async_pay_cancelled_during_a_journal_write_releases_its_record(
-    provider: Provider, tmp_path: Path
+    provider: Provider, tmp_path: Path, cancels: int
 ) -> None:
     """The write lands first, then the lease is let go: recover() may take it at once."""
     journal = _GatedJournal(tmp_path / "gated.db", "save")
@@ -334,7 +337,7 @@ def test_async_pay_cancelled_during_a_journal_write_releases_its_record(
         policy=fast_policy(), test_mode=True, budget=None,
     )  # fmt: skip
     oid = order_id()
-    _cancel_while_gated(journal, lambda: client.pay(oid, 100))
+    _cancel_while_gated(journal, lambda: client.pay(oid, 100), cancels)
     [entry] = journal.entries()
     assert entry.lease_until == 0.0  # released after the write, not re-leased by it
     [outcome] = PaymentClient(
@@ -349,8 +352,9 @@ def test_async_pay_cancelled_during_a_journal_write_releases_its_record(
     journal.close()
 
 
+@pytest.mark.parametrize("cancels", [1, 2])
 def test_async_recover_cancelled_during_its_claim_hands_the_records_back(
-    provider: Provider, tmp_path: Path
+    provider: Provider, tmp_path: Path, cancels: int
 ) -> None:
     path = tmp_path / "gated.db"
     journal = _GatedJournal(path, "claim")
@@ -359,7 +363,7 @@ def test_async_recover_cancelled_during_its_claim_hands_the_records_back(
         provider.base_url, provider.client_id, provider.token, journal,
         policy=fast_policy(), test_mode=True, budget=None,
     )  # fmt: skip
-    _cancel_while_gated(journal, client.recover)
+    _cancel_while_gated(journal, client.recover, cancels)
     [entry] = journal.entries()
     assert entry.lease_until == 0.0  # claimed in the thread, then handed back
     journal.close()

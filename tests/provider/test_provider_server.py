@@ -516,17 +516,51 @@ def test_shutdown_ends_work_in_progress_and_refuses_the_queue_quietly() -> None:
             threads = [threading.Thread(target=pay, args=(i,)) for i in range(4)]
             for thread in threads:
                 thread.start()
+            deadline = time.monotonic() + 20
             while p.state.capacity.queued < 3:  # one in its latency, three queued
+                assert time.monotonic() < deadline, "the requests never queued"
                 time.sleep(0.01)
+            ledger = p.state.ledger
         for thread in threads:
             thread.join(30)
     finally:
         for logger in loggers:
             logger.removeHandler(collect)
-    # Each got an answer: created (the one at work, and any slot handed on as the
-    # shutdown began) or refused at once, not cut off.
-    assert len(answers) == 4 and set(answers) <= {201, 503} and 503 in answers
+    # Each got an answer, none was cut off: the one at work before its change and the
+    # queued ones are refused, and nothing was made.
+    assert answers == [503, 503, 503, 503]
+    assert ledger.snapshot()["payments"] == [] and ledger.in_flight() == 0
     assert errors == []
+
+
+def test_capacity_close_refuses_waiters_and_later_arrivals() -> None:
+    async def go() -> None:
+        cap = _Capacity()
+        assert await cap.acquire(1)
+        waiter = asyncio.create_task(cap.acquire(1))
+        await asyncio.sleep(0)
+        cap.close()
+        assert await waiter is False and cap.queued == 0
+        assert await cap.acquire(1) is False  # full: refused, not queued
+        cap.release(1)
+        assert cap.busy == 0 and await cap.acquire(1)  # a free slot is still taken
+
+    asyncio.run(go())
+
+
+def test_capacity_waiter_granted_then_cancelled_gives_the_slot_back() -> None:
+    async def go() -> None:
+        cap = _Capacity()
+        await cap.acquire(1)
+        waiter = asyncio.create_task(cap.acquire(1))
+        await asyncio.sleep(0)
+        cap.release(1)  # hands the slot to the waiter...
+        waiter.cancel()  # ...which is cancelled before it resumes
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert cap.busy == 0 and cap.queued == 0
+
+    asyncio.run(go())
 
 
 def test_state_is_reachable_from_the_app() -> None:
