@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping
 
 import uvicorn
 
-from payflow.provider.app import create_app
+from payflow.provider.app import ProviderState, create_app
 from payflow.provider.faults import FaultProfile
 
-__all__ = ["serve"]
+__all__ = ["QuietServer", "serve"]
 
 _log = logging.getLogger("payflow.provider")
 
@@ -50,5 +51,25 @@ def serve(
         time_scale,
         "on" if inspect_token else "off",
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5
+    )
+    QuietServer(config, app.state.provider).run()
     return 0
+
+
+class QuietServer(uvicorn.Server):
+    """A uvicorn server that winds the provider down before it waits for connections.
+
+    On Ctrl-C / SIGTERM, :meth:`ProviderState.shut_down` first answers every request
+    still waiting (503 "shutting down" before its change, the answer at once after
+    it); without it, uvicorn's graceful-shutdown timeout cancels them mid-way.
+    """
+
+    def __init__(self, config: uvicorn.Config, state: ProviderState) -> None:
+        super().__init__(config)
+        self._state = state
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._state.shut_down()
+        await super().shutdown(sockets)

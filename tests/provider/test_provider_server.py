@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -574,3 +579,76 @@ def test_running_provider_starts_fast() -> None:
         elapsed = time.monotonic() - started
         assert httpx.get(p.base_url + "/v10/payments").status_code == 401
     assert elapsed < 5.0  # generous upper bound; typically ~20 ms
+
+
+_SLOW_PROFILE = """
+name = "one-slow-slot"
+description = "one slot, ten minutes per request"
+
+[defaults]
+latency_before_s = 600.0
+latency_after_s = 0.0
+latency_sigma = 0.0
+capacity = 1
+
+[[keyframes]]
+at = "00:00"
+"""
+
+
+def test_serve_on_ctrl_c_answers_every_request_and_exits_quietly(tmp_path: Path) -> None:
+    """`payflow provider serve` in a real process: SIGINT with one request at work and
+    three queued -- each gets a 503, the process exits without a traceback."""
+    profile = tmp_path / "slow.toml"
+    profile.write_text(_SLOW_PROFILE)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "payflow.cli", "provider", "serve", "--port", str(port),
+         "--faults", str(profile), "--client", "shop:secret-token", "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    headers = {
+        "Authorization": "Bearer secret-token",
+        "x-ibm-client-id": "shop",
+        "x-mobilepay-client-system-version": "1.0.0",
+    }
+    answers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                httpx.get(base + "/v10/payments", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server never came up"
+                time.sleep(0.05)
+
+        def pay(i: int) -> None:
+            answers.append(
+                httpx.post(
+                    base + "/v10/payments",
+                    json=PAYMENT,
+                    headers={**headers, IDEMPOTENCY_HEADER: f"ctrl-c-{i}"},
+                    timeout=60,
+                ).status_code
+            )
+
+        threads = [threading.Thread(target=pay, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # one at work (ten simulated minutes), three queued behind it
+        server.send_signal(signal.SIGINT)
+        for thread in threads:
+            thread.join(30)
+        _, stderr = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert server.returncode in (0, 130)  # 130: the conventional exit after Ctrl-C
+    assert answers == [503, 503, 503, 503]
+    assert "Traceback" not in stderr and "ERROR" not in stderr, stderr
