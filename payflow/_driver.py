@@ -328,11 +328,16 @@ class Engine:
 
     def abandon(self, run: Run) -> None:
         """A flow stopped abnormally: let ``recover()`` take its records at once."""
-        if run.saved:
-            try:
-                self.journal.release(list(run.saved), self.owner)
-            except Exception:
-                _log.error("journal: could not release %d record(s)", len(run.saved), exc_info=True)
+        self._release(list(run.saved))
+
+    def _release(self, keys: list[str]) -> None:
+        """End this client's lease on ``keys``; a failure is logged (the lease runs out)."""
+        if not keys:
+            return
+        try:
+            self.journal.release(keys, self.owner)
+        except Exception:
+            _log.error("journal: could not release %d record(s)", len(keys), exc_info=True)
 
     @contextmanager
     def running(self, run: Run) -> Iterator[Run]:
@@ -356,20 +361,17 @@ class Engine:
             keys.update(set(run.saved))  # a copy: the run's thread may be adding to it
         return keys
 
-    def release_settled(self, records: Iterable[PendingRecord], results: Iterable[Any]) -> None:
-        """After ``recover()``: nobody works on its "reported" or "kept" records any
-        more, so end this client's lease on them (another process may acknowledge a
-        reported payment, or recheck a kept one, at once)."""
-        keys = [
+    def end_recover(self, records: list[PendingRecord], results: list[Any]) -> None:
+        """After ``recover()`` (finished or stopped by an error): end this client's
+        lease on what nobody works on any more -- records left "reported" or "kept",
+        and those it never reached -- so another process may acknowledge or recheck
+        them at once."""
+        settled = [
             record.idempotency_key
             for record, result in zip(records, results, strict=False)
             if result.action in ("reported", "kept")
         ]
-        if keys:
-            try:
-                self.journal.release(keys, self.owner)
-            except Exception:
-                _log.error("journal: could not release %d record(s)", len(keys), exc_info=True)
+        self._release(settled + [r.idempotency_key for r in records[len(results) :]])
 
     def claim(self) -> list[PendingRecord]:
         """Take the journal records this client should settle now."""

@@ -359,18 +359,14 @@ class PaymentClient(_Base):
         retried with its key. Records that cannot be settled yet come back as
         "kept". The leases of "reported" and "kept" records are released.
         """
-        records = self._engine.claim()
+        engine = self._engine
+        records = engine.claim()
         results: list[RecheckResult] = []
-        for i, record in enumerate(records):
-            try:
-                results.append(self._run(recheck(record, self._engine.ctx)))
-            except BaseException:
-                self._engine.release_settled(records[:i], results)
-                self._engine.journal.release(
-                    [r.idempotency_key for r in records[i:]], self._engine.owner
-                )
-                raise
-        self._engine.release_settled(records, results)
+        try:
+            for record in records:
+                results.append(self._run(recheck(record, engine.ctx)))
+        finally:
+            engine.end_recover(records, results)
         return results
 
     def close(self) -> None:
@@ -540,21 +536,16 @@ class AsyncPaymentClient(_Base):
             except asyncio.CancelledError:
                 # The claim committed in its thread: hand the records straight back.
                 if not claiming.cancelled() and claiming.exception() is None:
-                    engine.journal.release(
-                        [r.idempotency_key for r in claiming.result()], engine.owner
-                    )
+                    engine.end_recover(claiming.result(), [])
                 raise
         else:
             records = engine.claim()
         results: list[RecheckResult] = []
-        for i, record in enumerate(records):
-            try:
+        try:
+            for record in records:
                 results.append(await self._run(recheck(record, engine.ctx)))
-            except BaseException:
-                engine.release_settled(records[:i], results)
-                engine.journal.release([r.idempotency_key for r in records[i:]], engine.owner)
-                raise
-        engine.release_settled(records, results)
+        finally:
+            engine.end_recover(records, results)
         return results
 
     async def aclose(self) -> None:

@@ -330,7 +330,7 @@ def _settle(
             yield emit
     state = api.payment_state(body)
     if state == "reserved" and ctx.policy.capture:
-        body = yield from _capture(record, ctx, refs)
+        body = yield from _capture(payment_id, record.amount, record.reference, ctx)
         state = api.payment_state(body)
         now = yield Now()
         if (emit := tracker.to(state, payment_id, now)) is not None:
@@ -371,18 +371,16 @@ def _give_up_polling(
     )
 
 
-def _capture(record: PendingRecord, ctx: Context, refs: dict[str, Any]) -> Flow[Mapping[str, Any]]:
-    payment_id = record.payment_id or ""
+def _capture(payment_id: str, amount: int, reference: str, ctx: Context) -> Flow[Mapping[str, Any]]:
+    """Capture ``amount`` of a reserved payment; return the payment's real state after."""
     try:
-        resp = yield from call(
-            api.capture_payment(payment_id, record.amount), ctx, record.reference
-        )
+        resp = yield from call(api.capture_payment(payment_id, amount), ctx, reference)
     except (OutcomeUnknown, ProviderUnavailable):
         resp = None
     if resp is not None and resp.ok:
         return resp.body
     # 409 or no answer: the reservation stands (money is taken); read its state.
-    current = yield from status(payment_id, ctx, record.reference)
+    current = yield from status(payment_id, ctx, reference)
     return current
 
 

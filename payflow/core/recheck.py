@@ -141,11 +141,7 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
             # The caller will apply it as paid: take the money, as ``pay`` would have
             # (a reservation left alone is never paid out to the shop).
             amount = int(body.get("amount", record.amount))
-            own = PendingRecord(
-                record.reference, record.idempotency_key, record.operation, amount,
-                record.currency, record.created_at, payment_id, record.state, record.key_sent,
-            )  # fmt: skip
-            body = yield from _capture(own, ctx, {})
+            body = yield from _capture(payment_id, amount, record.reference, ctx)
             state = api.payment_state(body)
             if state == "reserved":
                 # Refused or unanswered: report it only once the money is taken.

@@ -16,15 +16,14 @@ seconds since midnight); rates are pooled over seeds exactly as
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from payflow.sim.sweep import wilson_interval
+from payflow.sim.sweep import map_runs, wilson_interval
 
 __all__ = ["FLAGS", "PER_ORDER", "hour_counts", "pool_hours", "sweep_hourly"]
 
@@ -128,29 +127,7 @@ def sweep_hourly(
     ``scenario``, ``strategy`` and ``seed`` columns. ``executor`` is any
     :class:`concurrent.futures.Executor` (default: a process pool).
     """
-
-    def names(values: Iterable[Any] | str) -> list[Any]:
-        return [values] if isinstance(values, str) else list(values)
-
-    seed_list = [seeds] if isinstance(seeds, int) else list(seeds)
-    for seed in seed_list:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seeds must be integers, got {seed!r}")
-    tasks = [
-        (sc, st, seed) for sc in names(scenarios) for st in names(strategies) for seed in seed_list
-    ]
-    if not tasks:
-        raise ValueError("a sweep needs at least one scenario, one strategy and one seed")
-    own = executor is None
-    pool: Executor = executor or ProcessPoolExecutor(
-        max_workers=max(1, min(len(tasks), os.cpu_count() or 1))
-    )
-    try:
-        futures = [pool.submit(_run_hourly, sc, st, seed, orders, bin_s) for sc, st, seed in tasks]
-        results = [f.result() for f in futures]
-    finally:
-        if own:
-            pool.shutdown(wait=True, cancel_futures=True)
+    results = map_runs(_run_hourly, scenarios, strategies, seeds, executor, (orders, bin_s))
     runs = pd.DataFrame([summary for summary, _ in results]).reset_index(drop=True)
     counts = pd.concat([c for _, c in results], ignore_index=True)
     return runs, counts

@@ -53,11 +53,9 @@ class Result:
     summary: dict[str, Any]
     provider: ProviderStats
     _day: Day | None = field(default=None, repr=False, compare=False)
-    #: The ledger's payments at the end of the run, by order id (one snapshot,
-    #: taken on the first ``trace()``: reading every order's timeline stays linear).
-    _final_payments: dict[str, list[dict[str, Any]]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
+    #: ``"payments"``: the ledger's payments at the end of the run, by order id (one
+    #: snapshot, taken on the first ``trace()``: reading every timeline stays linear).
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def trace(self, order_id: str | int) -> pd.DataFrame:
         """One order's timeline (``order_id`` or its 1-based number) for plotting.
@@ -77,12 +75,12 @@ class Result:
         frame = trace_frame(order)
         # The ground truth at the end of the run: what each payment of the order became.
         end = day.env.now
-        final = self._final_payments
-        if not final:
-            by_order: dict[str, list[dict[str, Any]]] = {"": []}  # "": the snapshot is taken
+        final: dict[str, list[dict[str, Any]]] | None = self._cache.get("payments")
+        if final is None:
+            final = {}
             for p in day.ledger.snapshot(end)["payments"]:
-                by_order.setdefault(str(p["orderId"]), []).append(p)
-            final.update(by_order)  # published at once: a concurrent reader sees all or none
+                final.setdefault(str(p["orderId"]), []).append(p)
+            self._cache["payments"] = final  # published whole: a reader sees all or nothing
         rows = [
             (
                 order.order_id,

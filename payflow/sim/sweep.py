@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["RATES", "SerialExecutor", "summarize", "sweep", "wilson_interval"]
+__all__ = ["RATES", "SerialExecutor", "map_runs", "summarize", "sweep", "wilson_interval"]
 
 #: The rates a summary reports, each with the count it was computed from.
 RATES: tuple[tuple[str, str], ...] = (
@@ -54,23 +54,18 @@ def _names(values: Iterable[Any] | str) -> list[Any]:
     return [values] if isinstance(values, str) else list(values)
 
 
-def sweep(
+def map_runs(
+    fn: Callable[..., Any],
     scenarios: Iterable[Any] | str,
     strategies: Iterable[Any] | str,
     seeds: Iterable[int] | int,
-    executor: Executor | None = None,
-    *,
-    orders: int | None = None,
+    executor: Executor | None,
+    extra: tuple[Any, ...] = (),
     progress: bool | None = None,
-) -> pd.DataFrame:
-    """Run every (scenario, strategy, seed) and return one row per run.
-
-    ``executor`` is any :class:`concurrent.futures.Executor`; by default a
-    process pool with one worker per core. A Dask ``Client.get_executor()``
-    works unchanged. Rows come back in (scenario, strategy, seed) order
-    whatever order the workers finish in. ``progress`` shows a progress bar
-    (default: when standard error is a terminal).
-    """
+) -> list[Any]:
+    """``fn(scenario, strategy, seed, *extra)`` for every combination, on ``executor``
+    (default: a process pool, one worker per core), results in (scenario, strategy,
+    seed) order. The engine of :func:`sweep` and of the per-hour sweep."""
     seed_list = [seeds] if isinstance(seeds, int) else list(seeds)
     for seed in seed_list:
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -88,11 +83,31 @@ def sweep(
         max_workers=max(1, min(len(tasks), os.cpu_count() or 1))
     )
     try:
-        futures = [pool.submit(_run_one, sc, st, seed, orders) for sc, st, seed in tasks]
-        rows = [f.result() for f in _progress(futures, progress)]
+        futures = [pool.submit(fn, sc, st, seed, *extra) for sc, st, seed in tasks]
+        return [f.result() for f in _progress(futures, progress)]
     finally:
         if own:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def sweep(
+    scenarios: Iterable[Any] | str,
+    strategies: Iterable[Any] | str,
+    seeds: Iterable[int] | int,
+    executor: Executor | None = None,
+    *,
+    orders: int | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Run every (scenario, strategy, seed) and return one row per run.
+
+    ``executor`` is any :class:`concurrent.futures.Executor`; by default a
+    process pool with one worker per core. A Dask ``Client.get_executor()``
+    works unchanged. Rows come back in (scenario, strategy, seed) order
+    whatever order the workers finish in. ``progress`` shows a progress bar
+    (default: when standard error is a terminal).
+    """
+    rows = map_runs(_run_one, scenarios, strategies, seeds, executor, (orders,), progress)
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
