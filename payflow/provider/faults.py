@@ -50,6 +50,14 @@ DAY_S: Final = 86_400.0
 _STANDARD_NORMAL: Final = NormalDist()
 _inv_cdf = _STANDARD_NORMAL.inv_cdf
 
+
+def _lognormal(u: float, median: float, sigma: float, cap: float) -> float:
+    """The latency for uniform draw ``u``: lognormal around ``median``, capped at ``cap``
+    (0 for a median of 0; ``u`` is always drawn, so random streams stay aligned)."""
+    if median <= 0:
+        return 0.0
+    return min(median * math.exp(sigma * _inv_cdf(min(max(u, 1e-12), 1 - 1e-12))), cap)
+
 Action = Literal["ok", "throttle", "reset", "error_before", "error_after", "lost"]
 
 
@@ -120,11 +128,7 @@ class Faults:
 
     def _latency(self, rng: random.Random, median: float) -> float:
         # exactly one uniform draw per latency, so streams stay aligned
-        u = rng.random()
-        if median <= 0:
-            return 0.0
-        z = _STANDARD_NORMAL.inv_cdf(min(max(u, 1e-12), 1 - 1e-12))
-        return min(median * math.exp(self.latency_sigma * z), self.latency_max_s)
+        return _lognormal(rng.random(), median, self.latency_sigma, self.latency_max_s)
 
     def draw_latency(self, rng: random.Random) -> tuple[float, float]:
         """Draw ``(before_commit_s, after_commit_s)``."""
@@ -146,22 +150,9 @@ class Faults:
         u_error = random_()
         u_after = random_()
         u_lost = random_()
-        # _latency inlined (one uniform draw per latency, clamped the same way)
         sigma, cap = self.latency_sigma, self.latency_max_s
-        u = random_()
-        median = self.latency_before_s
-        before = (
-            min(median * math.exp(sigma * _inv_cdf(min(max(u, 1e-12), 1 - 1e-12))), cap)
-            if median > 0
-            else 0.0
-        )
-        u = random_()
-        median = self.latency_after_s
-        after = (
-            min(median * math.exp(sigma * _inv_cdf(min(max(u, 1e-12), 1 - 1e-12))), cap)
-            if median > 0
-            else 0.0
-        )
+        before = _lognormal(random_(), self.latency_before_s, sigma, cap)
+        after = _lognormal(random_(), self.latency_after_s, sigma, cap)
         action: Action = "ok"
         if u_throttle < self.p_throttle:
             action = "throttle"
