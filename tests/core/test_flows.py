@@ -48,6 +48,13 @@ def payment(state: str, pid: str = "p-1", **extra: Any) -> dict[str, Any]:
     return body | {"state": state, "pollDelayInMs": 200} | extra
 
 
+def refunded(amount: int = 500, reference: str = "rf-1", pid: str = "p-1") -> dict[str, Any]:
+    return {
+        "refundId": "r-1", "paymentId": pid, "amount": amount,
+        "reference": reference, "state": "completed",
+    }  # fmt: skip
+
+
 def test_happy_path_saves_before_sending_then_forgets() -> None:
     d = ScriptedDriver(
         [
@@ -175,8 +182,8 @@ def test_polling_deadline_cancels() -> None:
 
 def test_cancel_that_loses_the_race_reports_the_real_state() -> None:
     d = ScriptedDriver([error(409, "payment_not_cancellable"), ok(payment("reserved"))])
-    body = d.run(cancel("p-1", ctx()))
-    assert body["state"] == "reserved"
+    view = d.run(cancel("p-1", ctx()))
+    assert view.state == "reserved"
 
 
 def test_polling_deadline_then_approved_in_the_race_is_a_success() -> None:
@@ -210,9 +217,9 @@ def test_polling_deadline_without_cancel_keeps_for_recheck() -> None:
 
 
 def test_refund_is_journalled_and_retried_with_the_same_key() -> None:
-    d = ScriptedDriver([TimedOut(), ok({"refundId": "r-1", "state": "completed"}, 201)])
-    body = d.run(refund("p-1", 500, "rf-1", ctx()))
-    assert body["refundId"] == "r-1"
+    d = ScriptedDriver([TimedOut(), ok(refunded(), 201)])
+    done = d.run(refund("p-1", 500, "rf-1", ctx()))
+    assert done.refund_id == "r-1"
     assert d.saves[0].operation == "refund"
     keys = {r.idempotency_key for _, r, _ in d.calls}
     assert len(keys) == 1 and d.journal == {}
@@ -254,7 +261,7 @@ def test_recheck_follows_laybuy(provider_states: list[str], action: str) -> None
 
     def provider(req: Request, now: float) -> Any:
         if req.path == "/v10/refunds":
-            return ok({"refundId": "r-1", "state": "completed"}, 201)
+            return ok(refunded(1000, "o-1"), 201)
         return ok(payment(next(states)))
 
     d = ScriptedDriver(provider)
@@ -307,11 +314,13 @@ def test_recheck_keeps_a_reservation_whose_capture_is_refused() -> None:
     assert [c[1].operation for c in d.calls] == ["status", "capture", "status"]
 
 
-def test_recheck_captures_the_payments_amount_and_only_its_own_payment() -> None:
+def test_recheck_captures_only_its_own_payment_and_never_a_mismatched_one() -> None:
     d = ScriptedDriver([ok(payment("reserved", amount=2500)), ok(payment("captured"))])
-    rec = _record(d, payment_id="p-1")  # the record says 1000; the payment is 2500
-    d.run(recheck(rec, ctx(refund_unclaimed=False)))
-    assert d.calls[1][1].body == {"amount": 2500}
+    rec = _record(d, payment_id="p-1")  # the record says 1000; the provider says 2500
+    result = d.run(recheck(rec, ctx(refund_unclaimed=False)))
+    assert (result.action, result.state) == ("kept", "mismatch")
+    assert [c[1].operation for c in d.calls] == ["status"]  # nothing captured
+    assert next(iter(d.journal.values())).state == "recheck"
 
     # A keyless record finds the order's payments by lookup: they may be another
     # operation's, so a reservation is reported as it is, not captured.
@@ -339,7 +348,7 @@ def test_recheck_with_provider_down_keeps_the_record() -> None:
 
 
 def test_recheck_of_a_refund_repeats_it_with_its_key() -> None:
-    d = ScriptedDriver([ok({"refundId": "r-1", "state": "completed"}, 201)])
+    d = ScriptedDriver([ok(refunded(1000, "o-1"), 201)])
     rec = _record(d, operation="refund", payment_id="p-1", idempotency_key="rk")
     result = d.run(recheck(rec, ctx()))
     assert result.action == "refunded" and d.calls[0][1].idempotency_key == "rk"
@@ -487,8 +496,8 @@ def test_recheck_forgets_when_the_replay_was_refused_for_what_it_is() -> None:
 
 
 def test_refund_without_key_derives_it_from_the_reference() -> None:
-    a = ScriptedDriver([ok({"refundId": "r-1"}, 201)])
-    b = ScriptedDriver([ok({"refundId": "r-1"}, 201)])
+    a = ScriptedDriver([ok(refunded(), 201)])
+    b = ScriptedDriver([ok(refunded(), 201)])
     a.run(refund("p-1", 500, "rf-1", ctx()))
     b.run(refund("p-1", 500, "rf-1", Context(Policy(), random.Random(99))))
     assert a.calls[0][1].idempotency_key == b.calls[0][1].idempotency_key
