@@ -12,7 +12,10 @@ refunded by ``recover()``; no exception escapes outside ``payflow.errors``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
+from payflow._driver import Engine
 from payflow.client import AsyncPaymentClient, PaymentClient
+from payflow.core import NotSent, TimedOut
 from payflow.errors import (
     ConflictError,
     InvalidRequest,
@@ -447,3 +452,77 @@ def test_two_clients_sharing_a_journal_pay_one_order_once(
         b.close()
     held = [p for p in provider.payments(order) if holds_money(p)]
     assert len(held) == 1
+
+
+# -- a connection that breaks after the request went out ----------------------------------
+
+
+@pytest.fixture(params=["reset", "close"])
+def breaking_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A server that reads each request whole, then resets (RST) or closes the connection
+    without answering: the request reached it; whether it acted is unknown."""
+    how: str = request.param
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.settimeout(2)
+            with contextlib.suppress(OSError):
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = next(
+                    (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                     if line.lower().startswith(b"content-length:")), 0,
+                )  # fmt: skip
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                if how == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_a_connection_broken_after_sending_a_create_is_outcome_unknown(
+    make_client: MakeClient, breaking_server: str
+) -> None:
+    """A reset or a close mid-answer is not "not sent": the create may have landed."""
+    client = make_client(base_url=breaking_server)
+    order = order_id("reset")
+    with pytest.raises(OutcomeUnknown):
+        client.pay(order, 1000)
+    [record] = client.journal.pending()
+    assert (record.reference, record.state) == (order, "recheck")
+
+
+@pytest.mark.parametrize(
+    ("error", "meaning"),
+    [
+        (httpx.ConnectError("refused"), NotSent),
+        (httpx.PoolTimeout("pool"), NotSent),
+        (httpx.ReadError("reset"), TimedOut),
+        (httpx.WriteError("broken pipe"), TimedOut),
+        (httpx.RemoteProtocolError("closed"), TimedOut),
+        (httpx.ReadTimeout("slow"), TimedOut),
+        (httpx.WriteTimeout("slow"), TimedOut),
+        (httpx.ConnectTimeout("slow"), TimedOut),
+        (httpx.DecodingError("bad gzip"), TimedOut),
+    ],
+)
+def test_only_a_refused_connection_means_not_sent(error: Exception, meaning: type) -> None:
+    assert type(Engine.failure(error)) is meaning  # type: ignore[arg-type]

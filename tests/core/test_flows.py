@@ -10,6 +10,7 @@ import pytest
 
 from payflow.core import (
     Backoff,
+    ConflictError,
     Context,
     InvalidRequest,
     Jitter,
@@ -522,3 +523,73 @@ def test_repeat_kind_counts_repeated_polls_and_resends_once_each() -> None:
     assert repeat_kind(Attempt("poll", "o-1", 2, None, 0.5, 0.0), sent) == "poll"
     # attempts after the first of one call come with a Retry event: not counted here
     assert repeat_kind(Attempt("create", "o-1", 2, "k-2", 2.0, 0.0), sent) is None
+
+
+# -- the order of effects: durable before sent ----------------------------------------------
+
+
+def test_the_pending_record_is_saved_before_the_create_is_sent() -> None:
+    """Laybuy's crash rule: the journal holds the payment before any request can."""
+    d = ScriptedDriver([ok(payment("initiated"), 201), ok(payment("reserved")),
+                        ok(payment("captured"))])  # fmt: skip
+    d.run(pay("o-1", 1000, "DKK", ctx(), keep_record=True))
+    first_save, first_call = d.log.index("Save"), d.log.index("Call")
+    assert first_save < first_call
+    assert d.saves[0].payment_id is None and d.saves[0].state == "pending"
+    # The payment id is saved after the create answered and before the first poll.
+    calls = [i for i, kind in enumerate(d.log) if kind == "Call"]
+    saves = [i for i, kind in enumerate(d.log) if kind == "Save"]
+    assert calls[0] < saves[1] < calls[1] and d.saves[1].payment_id == "p-1"
+    assert "Forget" not in d.log  # keep_record: the caller forgets it
+
+
+def test_a_refund_is_saved_before_it_is_sent() -> None:
+    d = ScriptedDriver([ok(refunded(), 201)])
+    d.run(refund("p-1", 500, "rf-1", ctx()))
+    assert d.log.index("Save") < d.log.index("Call") < d.log.index("Forget")
+
+
+def test_recheck_keeps_a_payment_still_pending_after_an_unconfirmed_cancel() -> None:
+    d = ScriptedDriver(
+        [ok(payment("initiated")), error(409, "payment_not_cancellable"), ok(payment("initiated"))]
+    )
+    rec = _record(d, payment_id="p-1")
+    result = d.run(recheck(rec, ctx()))
+    assert result.action == "kept" and next(iter(d.journal.values())).state == "recheck"
+    assert [c[1].operation for c in d.calls] == ["status", "cancel", "status"]
+
+
+def test_recheck_keeps_a_payment_whose_cancel_reply_is_not_a_cancel() -> None:
+    """A 200 to the cancel that does not say "cancelled" is not a confirmation."""
+    d = ScriptedDriver(
+        [ok(payment("initiated")), ok(payment("initiated")), ok(payment("initiated"))]
+    )
+    rec = _record(d, payment_id="p-1")
+    assert d.run(recheck(rec, ctx())).action == "kept" and len(d.journal) == 1
+
+
+def test_a_409_to_a_create_is_explained_by_the_orders_payments() -> None:
+    """Nothing of the order holds money: the refusal stands and the record goes."""
+    d = ScriptedDriver([error(409, "active_payment_on_pos"), ok({"payments": []})])
+    with pytest.raises(ConflictError):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert d.journal == {} and [c[1].operation for c in d.calls] == ["create", "lookup"]
+    # The order has a payment that may be this one: outcome unknown, record kept.
+    d = ScriptedDriver(
+        [error(409, "active_payment_on_pos"), ok({"payments": [payment("initiated")]})]
+    )
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert [r.state for r in d.journal.values()] == ["recheck"]
+
+
+def test_a_refusal_after_a_timed_out_attempt_keeps_the_record() -> None:
+    """A 401 on the second attempt says nothing about the first, which may have landed."""
+    d = ScriptedDriver([TimedOut(), error(401, "unauthorized")])
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert [r.state for r in d.journal.values()] == ["recheck"]
+    d = ScriptedDriver([error(401, "unauthorized")])  # the first attempt: refused, nothing held
+    with pytest.raises(RequestRejected):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert d.journal == {}
