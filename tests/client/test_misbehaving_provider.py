@@ -24,9 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from payflow._driver import Engine
 from payflow.client import AsyncPaymentClient, PaymentClient
-from payflow.core import NotSent, TimedOut
 from payflow.errors import (
     ConflictError,
     InvalidRequest,
@@ -508,21 +506,3 @@ def test_a_connection_broken_after_sending_a_create_is_outcome_unknown(
         client.pay(order, 1000)
     [record] = client.journal.pending()
     assert (record.reference, record.state) == (order, "recheck")
-
-
-@pytest.mark.parametrize(
-    ("error", "meaning"),
-    [
-        (httpx.ConnectError("refused"), NotSent),
-        (httpx.PoolTimeout("pool"), NotSent),
-        (httpx.ReadError("reset"), TimedOut),
-        (httpx.WriteError("broken pipe"), TimedOut),
-        (httpx.RemoteProtocolError("closed"), TimedOut),
-        (httpx.ReadTimeout("slow"), TimedOut),
-        (httpx.WriteTimeout("slow"), TimedOut),
-        (httpx.ConnectTimeout("slow"), TimedOut),
-        (httpx.DecodingError("bad gzip"), TimedOut),
-    ],
-)
-def test_only_a_refused_connection_means_not_sent(error: Exception, meaning: type) -> None:
-    assert type(Engine.failure(error)) is meaning  # type: ignore[arg-type]
