@@ -603,3 +603,58 @@ def test_the_shipped_misbehaving_profile() -> None:
     for name in NEW_PROBABILITIES:
         assert 0 < getattr(noon, name) <= 0.5, name
     assert noon.p_server_error == noon.p_lost_after_commit == 0
+
+
+def test_shutting_down_cuts_a_trickle_short() -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def call(p: RunningProvider) -> None:
+        try:
+            create_many(p, 1)
+        except httpx.HTTPError as exc:
+            errors.append(exc)
+
+    started = time.monotonic()
+    with serve(p_trickle=1.0, trickle_s=60.0) as p:
+        caller = threading.Thread(target=call, args=(p,))
+        caller.start()
+        time.sleep(0.5)
+        assert len(p.ledger()["payments"]) == 1  # made; the answer is still trickling
+    caller.join(timeout=10.0)
+    assert not caller.is_alive()
+    assert time.monotonic() - started < 10.0
+    assert errors and isinstance(errors[0], httpx.RemoteProtocolError)  # a cut answer
+
+
+def test_mangling_never_changes_the_ledgers_stored_answer() -> None:
+    answer = _ledger_answer()
+    body = {**answer.body, "payments": [dict(answer.body)]}
+    original = json.dumps(body)
+    stored = type(answer)(201, body, dict(answer.headers))
+    for kind, forms in BODY_MANGLES.items():
+        for form in forms:
+            for poll in (None, *ODD_POLL_DELAYS):
+                wire_reply(stored, Mangle(kind, form, 0.5, poll))
+    assert json.dumps(stored.body) == original
+
+
+def test_a_client_that_leaves_mid_trickle_stops_it_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with serve(p_trickle=1.0, trickle_s=1.5) as p:
+        host, port = p.base_url.removeprefix("http://").split(":")
+        body = json.dumps(order(0)).encode()
+        head = ["POST /v10/payments HTTP/1.1", "host: x", "content-type: application/json"]
+        head += [f"{k}: {v}" for k, v in {**p.headers(), IDEMPOTENCY_HEADER: "key-0"}.items()]
+        head.append(f"content-length: {len(body)}")
+        with socket.create_connection((host, int(port)), timeout=5.0) as sock:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+            assert sock.recv(4)  # the trickle began; leave
+        time.sleep(2.0)  # the trickle would be over by now
+        all_committed(p, 1)
+        (r,) = create_many(p, 1)  # the server is fine (a replay, trickled again)
+        assert r.status_code == 201 and r.headers.get("idempotent-replayed") == "true"
+    noisy = [rec for rec in caplog.records if rec.levelno >= 30]
+    assert not noisy, [rec.getMessage() for rec in noisy]
