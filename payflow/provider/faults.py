@@ -4,7 +4,10 @@ A :class:`FaultProfile` is a list of keyframes over one day; :meth:`FaultProfile
 interpolates linearly between them (wrapping around midnight) and returns a
 frozen :class:`Faults`. The HTTP server and the SimPy provider model both call
 :meth:`Faults.draw` with their own :class:`random.Random` to decide what happens
-to one request, so both see the same provider.
+to one request, so both see the same provider -- including how it misbehaves
+(:class:`Mangle`: garbled, truncated, wrong-shape, foreign, unknown-state and 409
+answers to changes it made, trickled answers, odd ``Retry-After`` and
+``pollDelayInMs``; :mod:`payflow.provider.misbehaviour` makes the replies).
 
 Named profiles live as TOML files in ``data/faults/`` (the package
 ``payflow.data``)::
@@ -38,6 +41,7 @@ __all__ = [
     "BODY_MANGLES",
     "DAY_S",
     "ODD_POLL_DELAYS",
+    "ODD_POLL_DELAY_VALUES",
     "ODD_RETRY_AFTER",
     "BodyMangle",
     "FaultDraw",
