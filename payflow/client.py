@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from payflow import _driver
+from payflow import _driver, _total_timeout
 from payflow._driver import Engine, PaymentStatus, Refund, Run
 from payflow.core import flows, validate
 from payflow.core.backoff import Rng
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_log = logging.getLogger("payflow.client")
 Hooks = Iterable[Callable[[Any], object]] | Callable[[Any], object] | None
 JournalArg = str | Any | None  # a path, a journal object, or None (in memory)
 OnPaid = Callable[[PaymentResult], object]
@@ -256,6 +258,12 @@ class PaymentClient(_Base):
         )  # fmt: skip
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client()
+        if not _total_timeout.bound(self._http):
+            _log.warning(
+                "payflow: cannot bound every transport of %r: the per-attempt timeout "
+                "stays httpx's per-phase one there (a trickling answer can outlast it)",
+                self._http,
+            )
 
     def _run(self, flow: Flow[T], run: Run | None = None) -> T:
         engine, http = self._engine, self._http
@@ -266,8 +274,11 @@ class PaymentClient(_Base):
                 effect = next(flow)
                 while True:
                     if type(effect) is Call:
+                        # The timeout is the attempt's total (see payflow._total_timeout).
+                        request = engine.build(http, effect)
                         try:
-                            result: Any = engine.outcome(http.send(engine.build(http, effect)))
+                            response = _total_timeout.send_sync(http, request, effect.timeout)
+                            result: Any = engine.outcome(response)
                         except httpx.TransportError as exc:
                             result = engine.failure(exc)
                     elif type(effect) is Sleep:
@@ -465,8 +476,12 @@ class AsyncPaymentClient(_Base):
                 effect = next(flow)
                 while True:
                     if type(effect) is Call:
+                        # The timeout is the attempt's total (see payflow._total_timeout).
+                        request = engine.build(http, effect)
                         try:
-                            response = await http.send(engine.build(http, effect))
+                            response = await _total_timeout.send_async(
+                                http, request, effect.timeout
+                            )
                             result: Any = engine.outcome(response)
                         except httpx.TransportError as exc:
                             result = engine.failure(exc)
