@@ -137,9 +137,7 @@ class _Backend(httpcore.NetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.NetworkStream:
         timeout = _left(timeout, httpcore.ConnectTimeout)
-        return _Stream(
-            self.backend.connect_tcp(host, port, timeout, local_address, socket_options)
-        )
+        return _Stream(self.backend.connect_tcp(host, port, timeout, local_address, socket_options))
 
     def connect_unix_socket(
         self,

@@ -7,8 +7,10 @@ it reads a request, then, by ``mode``:
 * ``"body"``: sends the headers at once, then trickles the (JSON) body;
 * ``"stall"``: reads the request and never answers.
 
-A trickle never ends on its own (the answer is far longer than any test
-waits); every connection ends when the client closes it or the server stops.
+A trickle lasts about ``lasts`` seconds (longer than any test waits; short
+enough that a client ignoring its total timeout fails a test instead of
+hanging it); a connection also ends when the client closes it or the server
+stops.
 ``open`` counts the connections still open, so a test can check that a client
 let go of every connection it gave up on.
 """
@@ -21,17 +23,16 @@ import threading
 import time
 from types import TracebackType
 
-_PAD = 20_000  # bytes: at one byte per interval, hours of trickling
-
 
 class TrickleServer:
     """See the module docstring. Use as a context manager."""
 
-    def __init__(self, mode: str, interval: float = 0.02) -> None:
+    def __init__(self, mode: str, interval: float = 0.02, lasts: float = 4.0) -> None:
         if mode not in ("headers", "body", "stall"):
             raise ValueError(f"unknown mode {mode!r}")
         self.mode = mode
         self.interval = interval
+        self.lasts = lasts
         self.accepted = 0
         self.open = 0
         self._lock = threading.Lock()
@@ -93,18 +94,19 @@ class TrickleServer:
             with conn:
                 if not self._read_request(conn):
                     return
-                body = b'{"pad": "' + b"x" * _PAD + b'"}'
+                pad = int(self.lasts / self.interval)
+                body = b'{"pad": "' + b"x" * (pad if self.mode == "body" else 0) + b'"}'
                 head = (
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: " + str(len(body)).encode() + b"\r\n"
                 )
                 if self.mode == "headers":
-                    self._trickle(conn, head + b"X-Pad: " + b"y" * _PAD + b"\r\n\r\n" + body)
+                    self._trickle(conn, head + b"X-Pad: " + b"y" * pad + b"\r\n\r\n" + body)
                 elif self.mode == "body":
                     conn.sendall(head + b"\r\n")
                     self._trickle(conn, body)
                 else:
-                    self._wait_for_close(conn)
+                    self._wait_for_close(conn, time.monotonic() + self.lasts)
         except OSError:
             pass  # the client went away mid-write: that is what the tests want
         finally:
@@ -149,6 +151,8 @@ class TrickleServer:
                 return  # the client closed the connection
             conn.sendall(payload[i : i + 1])
 
-    def _wait_for_close(self, conn: socket.socket) -> None:
-        while self._recv(conn):
-            pass
+    def _wait_for_close(self, conn: socket.socket, until: float) -> None:
+        while time.monotonic() < until:
+            readable, _, _ = select.select([conn], [], [], 0.05)
+            if self._stop.is_set() or (readable and not conn.recv(65536)):
+                return
