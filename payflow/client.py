@@ -2,9 +2,10 @@
 
 :class:`PaymentClient` (``httpx.Client``) and :class:`AsyncPaymentClient`
 (``httpx.AsyncClient``) run the *same* flow generators; they only perform the
-effects the flows yield -- send a request with the per-attempt timeout, sleep,
-read the clock, write the journal, call hooks. Every decision (retry or not,
-how long to wait, when to poll, cancel or refund) is made in the core.
+effects the flows yield -- send a request within the per-attempt timeout (a
+total for the attempt, body included), sleep, read the clock, write the
+journal, call hooks. Every decision (retry or not, how long to wait, when to
+poll, cancel or refund) is made in the core.
 
 >>> with PaymentClient(url, client_id, token, journal="payments.db") as client:  # doctest: +SKIP
 ...     client.recover()                          # settle what a crash left behind
@@ -225,7 +226,9 @@ class PaymentClient(_Base):
     ``policy`` sets retries, timeouts, polling and recovery (default: the
     MobilePay rules). ``client_version`` is sent as
     ``x-mobilepay-client-system-version``. ``http`` is your own
-    ``httpx.Client`` (the client does not close it). ``hooks`` are callables
+    ``httpx.Client`` (the client does not close it; its transports are wrapped
+    so that each attempt's timeout is a total -- pass a fresh one, see
+    :mod:`payflow._total_timeout`). ``hooks`` are callables
     receiving every event. ``rng`` draws keys and jitter (default
     :class:`random.SystemRandom`). ``budget`` is the retry budget shared by all
     calls (default AWS-standard; ``None`` for none). ``test_mode`` skips sleeps.
