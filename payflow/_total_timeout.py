@@ -95,8 +95,6 @@ def _left(timeout: float | None, error: _Error) -> float | None:
 class _Stream(httpcore.NetworkStream):
     """A network stream whose every operation ends by the attempt's deadline."""
 
-    __slots__ = ("_stream",)
-
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
 
