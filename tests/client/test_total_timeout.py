@@ -171,3 +171,10 @@ def test_default_and_given_http_clients_are_bound(provider: Provider) -> None:
         assert response.status_code in (401, 403)
     with httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as mock:
         assert not _total_timeout.bound(mock)
+
+
+def test_a_transport_that_cannot_be_bound_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    mock = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, json={})))
+    with caplog.at_level("WARNING", logger="payflow.client"), mock:
+        PaymentClient("http://provider.test", "client", "token", http=mock).close()
+    assert "cannot bound" in caplog.text
