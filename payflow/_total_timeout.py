@@ -62,7 +62,7 @@ from contextvars import ContextVar
 import httpcore
 import httpx
 
-__all__ = ["bound", "deadline", "send_async", "send_sync"]
+__all__ = ["TotalTimeout", "bound", "deadline", "send_async", "send_sync"]
 
 _log = logging.getLogger("payflow.client")
 
