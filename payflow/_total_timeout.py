@@ -16,7 +16,7 @@ is spent -- in every socket operation. :func:`bound` wraps the httpcore
 network backend of the client's transports (the public
 ``httpcore.NetworkBackend`` interface, delegating all I/O to httpcore's own
 backend) so that, while an attempt runs in the calling thread (a
-:class:`~contextvars.ContextVar` holds its deadline, see :func:`deadline`),
+:class:`~contextvars.ContextVar` holds its deadline, see :func:`send_sync`),
 each connect, read and write waits at most the time left until the deadline;
 once it has passed, the next one raises httpcore's own ``ReadTimeout`` /
 ``WriteTimeout`` / ``ConnectTimeout``, which httpx maps to its timeouts
@@ -62,7 +62,7 @@ from contextvars import ContextVar
 import httpcore
 import httpx
 
-__all__ = ["TotalTimeout", "bound", "deadline", "send_async", "send_sync"]
+__all__ = ["TotalTimeout", "bound", "send_async", "send_sync"]
 
 _log = logging.getLogger("payflow.client")
 
@@ -71,11 +71,6 @@ _deadline: ContextVar[float | None] = ContextVar("payflow_attempt_deadline", def
 
 _Error = type[httpcore.TimeoutException]
 SocketOption = typing.Any  # httpcore's SOCKET_OPTION (not exported)
-
-
-def deadline() -> float | None:
-    """The deadline of the attempt running in this context, if any."""
-    return _deadline.get()
 
 
 def _left(timeout: float | None, error: _Error) -> float | None:
