@@ -246,7 +246,11 @@ class Engine:
 
     # ------------------------------------------------------------- network side
     def build(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
-        """The httpx request for ``call``, with the headers and the per-attempt timeout."""
+        """The httpx request for ``call``, with the headers and the per-attempt timeout.
+
+        httpx applies ``timeout`` per phase; the clients make it the attempt's
+        total (:mod:`payflow._total_timeout`).
+        """
         request = call.request
         headers = self._headers
         if request.idempotency_key is not None:
