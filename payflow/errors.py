@@ -6,6 +6,8 @@
      │    ├── PaymentDeclined              declined by the payer, or expired
      │    └── PaymentCancelled             cancelled (by us or the payer), confirmed
      ├── RequestRejected                   the provider refused the request (a 4xx)
+     ├── AuthenticationFailed              401 again after fresh credentials; the journal
+     │                                     keeps the operation for ``recover()``
      ├── ProviderUnavailable               retries exhausted / retry budget empty;
      │                                     nothing can have reached the provider
      ├── OutcomeUnknown                    maybe charged: treat as not paid; the journal
@@ -41,6 +43,7 @@ drives them); this module re-exports it for users and adds
 from __future__ import annotations
 
 from payflow.core.errors import (
+    AuthenticationFailed,
     ConflictError,
     InvalidRequest,
     OutcomeUnknown,
@@ -56,6 +59,7 @@ from payflow.core.errors import (
 )
 
 __all__ = [
+    "AuthenticationFailed",
     "ConflictError",
     "InvalidRequest",
     "JournalError",

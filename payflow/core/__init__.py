@@ -10,6 +10,7 @@ from payflow.core.budget import RetryBudget
 from payflow.core.calls import Context, Flow, Policy, call, poll_until_settled
 from payflow.core.drive import drive
 from payflow.core.errors import (
+    AuthenticationFailed,
     ConflictError,
     InvalidRequest,
     OutcomeUnknown,
@@ -23,6 +24,8 @@ from payflow.core.errors import (
 from payflow.core.flows import PaymentResult, cancel, pay, refund, status
 from payflow.core.keys import KeyScope, derived_key, new_key
 from payflow.core.messages import (
+    AskOperator,
+    Authenticate,
     Call,
     CallKind,
     Effect,
@@ -43,6 +46,9 @@ from payflow.core.recheck import RecheckResult, recheck
 from payflow.core.states import PaymentState
 
 __all__ = [
+    "AskOperator",
+    "Authenticate",
+    "AuthenticationFailed",
     "Backoff",
     "Call",
     "CallKind",

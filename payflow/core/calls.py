@@ -6,7 +6,7 @@ them with ``yield from``. All decisions come from :mod:`payflow.core.policy`.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias, TypeVar
 
@@ -14,19 +14,31 @@ from payflow.core import api
 from payflow.core.backoff import Rng
 from payflow.core.budget import RetryBudget
 from payflow.core.errors import (
+    AuthenticationFailed,
     OutcomeUnknown,
     ProviderUnavailable,
     ReplyNotUnderstood,
     RequestRejected,
 )
-from payflow.core.events import Attempt, AttemptResult, GaveUp, Poll, Retry
+from payflow.core.events import (
+    Attempt,
+    AttemptResult,
+    GaveUp,
+    OperatorAsked,
+    Poll,
+    Reauthenticated,
+    Retry,
+)
 from payflow.core.keys import KeyScope, new_key
 from payflow.core.messages import (
+    AskOperator,
+    Authenticate,
     Call,
     Effect,
     Emit,
     NotSent,
     Now,
+    Outcome,
     Request,
     Response,
     Sleep,
@@ -72,18 +84,35 @@ class Policy:
 
 @dataclass(slots=True)
 class Context:
-    """What a running flow draws on: its policy, an rng, and a shared retry budget."""
+    """What a running flow draws on: its policy, an rng, and a shared retry budget.
+
+    ``operator_every`` says an operator is at hand (Laybuy: the polling timeout
+    "should prompt the operator to ask if it should give up"): a payment's
+    polling asks them (:class:`~payflow.core.messages.AskOperator`) each time
+    this many more seconds of pending have passed. ``None``: nobody to ask; the
+    polling deadline alone decides.
+    """
 
     policy: Policy
     rng: Rng
     budget: RetryBudget | None = None
+    operator_every: float | None = None
+
+    def __post_init__(self) -> None:
+        every = self.operator_every
+        if every is not None and not every > 0:
+            raise ValueError(f"operator_every: must be > 0 seconds or None, got {every!r}")
 
 
 class PollingTimedOut(Exception):
-    """Internal: the polling deadline passed with the payment still pending."""
+    """Internal: polling stopped with the payment still pending.
 
-    def __init__(self) -> None:
-        super().__init__("polling deadline reached")
+    ``by`` says who stopped it: "deadline" (the polling deadline) or "operator".
+    """
+
+    def __init__(self, by: str = "deadline") -> None:
+        super().__init__("the operator gave up" if by == "operator" else "polling deadline reached")
+        self.by = by
 
 
 #: Longest wait a ``Retry-After`` is read as while polling (it only has to end the polling).
@@ -139,6 +168,11 @@ def call(
             sent[0] += 1  # the caller counts requests per operation (MobilePay: at most 6)
         yield Emit(Attempt(request.operation, reference, attempt, key, timeout, now))
         outcome = yield Call(request, timeout)
+        if outcome.__class__ is Response and outcome.status == 401:
+            outcome = yield from _after_401(
+                request, outcome, reference, attempt,
+                lambda at: policy.attempt_timeout(request, at - start),
+            )  # fmt: skip
         now = yield _NOW
         status = outcome.status if isinstance(outcome, Response) else None
         yield Emit(
@@ -183,6 +217,43 @@ def call(
             request = replace(request, idempotency_key=new_key(ctx.rng))
 
 
+def _after_401(
+    request: Request,
+    refused: Response,
+    reference: str,
+    attempt: int,
+    timeout_at: Callable[[float], float | None],
+) -> Flow[Outcome]:
+    """A request refused with 401: send it again once with fresh credentials.
+
+    The provider did not process a 401'd request, so the re-send -- the same
+    request, idempotency key and all -- is part of the same attempt: not a
+    retry, no retry budget spent, no new :class:`Attempt` (a
+    :class:`Reauthenticated` event marks it). Returns the re-send's outcome,
+    or ``refused`` itself when the driver has no other credentials to try or
+    no time is left (``timeout_at(now)`` is ``None``). A second 401 in a row
+    raises :class:`AuthenticationFailed`; callers keep their journal record.
+    """
+    fresh: bool = yield Authenticate()
+    now: float = yield _NOW
+    timeout = timeout_at(now) if fresh else None
+    if timeout is None:
+        return refused
+    yield Emit(Reauthenticated(request.operation, reference, attempt, now))
+    outcome: Outcome = yield Call(request, timeout)
+    if isinstance(outcome, Response) and outcome.status == 401:
+        raise AuthenticationFailed(
+            f"{request.operation}: refused with HTTP 401 again with fresh credentials "
+            "(check the client id and the token provider)",
+            reference=reference or None,
+            idempotency_key=request.idempotency_key,
+            correlation_id=outcome.correlation_id,
+            status=401,
+            code=_code(outcome),
+        )
+    return outcome
+
+
 def _give_up_error(
     request: Request, reference: str, reason: str, maybe_sent: bool, last: Response | None
 ) -> OutcomeUnknown | ProviderUnavailable:
@@ -208,6 +279,7 @@ def poll_until_settled(
     schedule: PollSchedule | None = None,
     *,
     expect: Expected = ANYTHING,
+    ask_operator: bool = False,
 ) -> Flow[PaymentStatus]:
     """Poll a payment until it leaves ``initiated``; return what the provider said.
 
@@ -218,16 +290,31 @@ def poll_until_settled(
     :class:`~payflow.core.errors.ProviderMismatch` at once. Raises
     :class:`PollingTimedOut` at the polling deadline (it never starts a wait
     that would end past it, and cuts the last poll to the time left).
+
+    With ``ask_operator`` and an operator at hand (``ctx.operator_every``), each
+    time that many more seconds of pending have passed the operator is asked
+    (:class:`AskOperator`); "give up" raises :class:`PollingTimedOut` with
+    ``by="operator"``, and the caller gives up as at the deadline.
     """
     schedule = schedule or ctx.policy.polling
     timeout = ctx.policy.retry.timeouts.poll
     shortest = min(timeout, ctx.policy.retry.min_attempt_timeout)
     request = api.get_payment(payment_id)
     start: float = yield _NOW
+    every = ctx.operator_every if ask_operator else None
+    ask_at = None if every is None else start + every
     last_ms, failures, previous = first_delay_ms, 0, None
     while True:
         delay = schedule.next_delay(last_ms, failures, previous, ctx.rng)
         now: float = yield _NOW
+        if ask_at is not None and every is not None and now >= ask_at:
+            keep_waiting: bool = yield AskOperator(reference, payment_id, now - start)
+            asked = now
+            now = yield _NOW
+            yield Emit(OperatorAsked(reference, payment_id, asked - start, not keep_waiting, now))
+            if not keep_waiting:
+                raise PollingTimedOut("operator")
+            ask_at = now + every  # the next question: another interval of pending from now
         if now + delay + shortest - start > schedule.deadline:
             raise PollingTimedOut()
         yield Sleep(delay)
@@ -239,6 +326,11 @@ def poll_until_settled(
             raise PollingTimedOut()
         yield Emit(Attempt("poll", reference, failures + 1, None, cut, now))
         outcome = yield Call(request, cut)
+        if outcome.__class__ is Response and outcome.status == 401:
+            outcome = yield from _after_401(
+                request, outcome, reference, failures + 1,
+                lambda at: _poll_cut(timeout, shortest, schedule.deadline - (at - start)),
+            )  # fmt: skip
         now = yield _NOW
         status = outcome.status if isinstance(outcome, Response) else None
         yield Emit(
@@ -275,6 +367,12 @@ def poll_until_settled(
             server = _retry_after(outcome)
             if server is not None:
                 last_ms = max(last_ms or 0, int(min(server, _MAX_WAIT_S) * 1000))
+
+
+def _poll_cut(timeout: float, shortest: float, left: float) -> float | None:
+    """A poll's timeout with ``left`` seconds of polling left (``None``: no time for one)."""
+    cut = min(timeout, left)
+    return None if cut < shortest else cut
 
 
 def _code(resp: Response) -> str | None:

@@ -6,6 +6,7 @@
      │    ├── PaymentDeclined              declined by the payer, or expired
      │    └── PaymentCancelled             cancelled (by us or the payer), confirmed
      ├── RequestRejected                   the provider refused the request (4xx)
+     ├── AuthenticationFailed              401 again with fresh credentials (record kept)
      ├── ProviderUnavailable               retries exhausted / budget empty; nothing sent
      ├── OutcomeUnknown                    maybe charged: the journal keeps it for recheck
      │    ├── ReplyNotUnderstood           a reply the client could not read (kept, rechecked)
@@ -21,6 +22,7 @@ id -- and never a token.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationFailed",
     "ConflictError",
     "InvalidRequest",
     "OutcomeUnknown",
@@ -103,6 +105,16 @@ class PaymentCancelled(PaymentFailed):
 
 class RequestRejected(PayflowError):
     """The provider refused the request with a 4xx other than 409 (see ``status``, ``code``)."""
+
+
+class AuthenticationFailed(PayflowError):
+    """The provider refused a request with 401 twice in a row: once with the token
+    in use, and again with fresh credentials.
+
+    Check the client id and the token provider. Nothing is forgotten: the
+    journal keeps the operation (an earlier attempt may have reached the
+    provider), and ``recover()`` settles it once the credentials work.
+    """
 
 
 class ProviderUnavailable(PayflowError):

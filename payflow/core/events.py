@@ -14,6 +14,8 @@ __all__ = [
     "AttemptResult",
     "Event",
     "GaveUp",
+    "OperatorAsked",
+    "Reauthenticated",
     "Poll",
     "Retry",
     "StateChanged",
@@ -90,7 +92,34 @@ class StateChanged:
     at: float
 
 
-Event = Attempt | AttemptResult | Retry | GaveUp | Poll | StateChanged
+@dataclass(frozen=True, slots=True)
+class Reauthenticated:
+    """A 401 was answered with fresh credentials; the attempt is sent again.
+
+    The re-send is part of attempt ``attempt`` (no new :class:`Attempt`, no
+    :class:`Retry`): it counts neither as a retry nor against the retry budget.
+    """
+
+    operation: str
+    reference: str
+    attempt: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAsked:
+    """The operator was asked about a pending payment; ``give_up`` is the answer."""
+
+    reference: str
+    payment_id: str
+    waited_s: float
+    give_up: bool
+    at: float
+
+
+Event = (
+    Attempt | AttemptResult | Retry | GaveUp | Poll | StateChanged | Reauthenticated | OperatorAsked
+)
 
 
 def repeat_kind(event: Attempt, keys_sent: set[tuple[str, str]]) -> str | None:

@@ -32,6 +32,7 @@ from typing import Any
 from payflow.core import api, validate
 from payflow.core.calls import Context, Flow, PollingTimedOut, call, poll_until_settled
 from payflow.core.errors import (
+    AuthenticationFailed,
     ConflictError,
     OutcomeUnknown,
     PayflowError,
@@ -237,7 +238,8 @@ def pay(
     except (ProviderUnavailable, ConflictError, RequestRejected):
         yield Forget(journal_key)  # nothing reached the provider, or it held nothing
         raise
-    except OutcomeUnknown:
+    except (OutcomeUnknown, AuthenticationFailed):
+        # AuthenticationFailed: an earlier attempt may have landed; recover() settles it.
         yield Save(replace(record, state="recheck"))
         raise
     refs["payment_id"] = view.payment_id
@@ -250,7 +252,7 @@ def pay(
     except PayflowError as exc:
         # The payment exists: whatever failed afterwards, money may have been taken.
         yield Save(replace(record, state="recheck"))
-        if isinstance(exc, OutcomeUnknown):
+        if isinstance(exc, OutcomeUnknown | AuthenticationFailed):
             raise
         raise OutcomeUnknown(
             f"payment created but its outcome could not be read ({exc.message}); treat as "
@@ -360,6 +362,8 @@ def _find_created(
         single = replace(retry, max_attempts=1, deadline=left)
         try:
             resp = yield from call(request, ctx, order_id, retry=single, sent=sent, cost_paid=cost)
+        except AuthenticationFailed:
+            raise  # asking again cannot help: the caller keeps the record
         except PayflowError as exc:
             timed_out = isinstance(exc, OutcomeUnknown)  # no answer (not: never sent)
             continue
@@ -393,10 +397,11 @@ def _settle(
     if view.state == "initiated":
         try:
             view = yield from poll_until_settled(
-                payment_id, ctx, record.reference, view.poll_delay_ms, expect=expect
-            )
-        except PollingTimedOut:
-            view = yield from _give_up_polling(record, ctx, refs)
+                payment_id, ctx, record.reference, view.poll_delay_ms, expect=expect,
+                ask_operator=True,
+            )  # fmt: skip
+        except PollingTimedOut as stopped:
+            view = yield from _give_up_polling(record, ctx, refs, stopped.by)
         now = yield Now()
         if (emit := tracker.to(view, now)) is not None:
             yield emit
@@ -424,9 +429,10 @@ def _settle(
 
 
 def _give_up_polling(
-    record: PendingRecord, ctx: Context, refs: dict[str, Any]
+    record: PendingRecord, ctx: Context, refs: dict[str, Any], by: str = "deadline"
 ) -> Flow[PaymentStatus]:
-    """Laybuy's polling timeout: cancel if we can, else keep it for a recheck."""
+    """Laybuy's polling timeout (``by`` the deadline, or the operator who gave up):
+    cancel if we can, else keep it for a recheck."""
     if ctx.policy.cancel_on_give_up:
         try:
             expect = Expected(record.reference, record.amount, record.currency)
@@ -438,9 +444,8 @@ def _give_up_polling(
         else:
             if view.state != "initiated":
                 return view  # cancelled -- or it completed in the race: the real state
-    raise OutcomeUnknown(
-        "polling deadline reached; treat as declined -- the journal keeps it for recheck", **refs
-    )
+    why = "the operator gave up waiting" if by == "operator" else "polling deadline reached"
+    raise OutcomeUnknown(f"{why}; treat as declined -- the journal keeps it for recheck", **refs)
 
 
 def capture(
@@ -574,7 +579,7 @@ def refund(
     except ProviderUnavailable:
         yield Forget(key)
         raise
-    except OutcomeUnknown:
+    except (OutcomeUnknown, AuthenticationFailed):
         yield Save(replace(record, state="recheck"))
         raise
     if resp.ok:

@@ -12,6 +12,10 @@ effect             what the driver does                         what it sends ba
 :class:`Save`      commit the record durably                    ``None``
 :class:`Forget`    delete the record                            ``None``
 :class:`Emit`      pass the event to hooks / monitors           ``None``
+:class:`Authen-    a request was refused with 401: get fresh    ``True`` if it has
+ ticate`           credentials for the next send                credentials to try
+:class:`AskOper-   ask the operator whether to keep waiting     ``True``: keep polling,
+ ator`             for a pending payment                        ``False``: give up
 =================  ===========================================  ======================
 
 The outcome of a call is one of three things, and the difference matters for
@@ -30,6 +34,8 @@ from enum import Enum
 from typing import Any
 
 __all__ = [
+    "AskOperator",
+    "Authenticate",
     "Call",
     "CallKind",
     "Effect",
@@ -223,4 +229,30 @@ class Emit:
     event: Any
 
 
-Effect = Call | Sleep | Now | Save | Forget | Emit
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """The last request was refused with 401: make fresh credentials ready.
+
+    A 401 means the provider did not process the request, so the flow sends it
+    again -- same idempotency key, not a retry -- if the driver answers ``True``
+    (it has credentials to try: a token provider was asked for a new token, or
+    another request already got one). A driver with a fixed token answers
+    ``False``, and the 401 stands. The token itself never enters the core.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class AskOperator:
+    """Ask the operator whether to keep waiting for a payment still pending.
+
+    ``waited_s`` is how long the payment has been polled. The driver sends back
+    ``True`` (keep polling) or ``False`` (give up: the flow cancels, confirms the
+    cancel, and keeps the record for a recheck if it cannot).
+    """
+
+    reference: str
+    payment_id: str
+    waited_s: float
+
+
+Effect = Call | Sleep | Now | Save | Forget | Emit | Authenticate | AskOperator

@@ -11,6 +11,9 @@ effect             what this driver does
 ``Now``            ``env.now``
 ``Save/Forget``    an in-memory journal (a dict keyed by idempotency key)
 ``Emit``           hands the event to the flow's sink (metrics and traces)
+``Authenticate``   ``False``: the modelled provider never refuses credentials
+``AskOperator``    ``FlowIO.operator(question)``: the modelled operator's answer
+                   (``True``, keep waiting, when there is none)
 =================  =================================================================
 
 The race is the same as ``yield reply | env.timeout(t)`` but built from one
@@ -30,6 +33,8 @@ import simpy
 
 from payflow.core.calls import Flow
 from payflow.core.messages import (
+    AskOperator,
+    Authenticate,
     Call,
     Emit,
     Forget,
@@ -96,17 +101,19 @@ class Journal:
 class FlowIO:
     """What a flow's effects act on: the clock, the provider, the journal."""
 
-    __slots__ = ("env", "journal", "submit")
+    __slots__ = ("env", "journal", "operator", "submit")
 
     def __init__(
         self,
         env: simpy.Environment,
         submit: Callable[[Any, simpy.Event], float | None],
         journal: Journal,
+        operator: Callable[[AskOperator], bool] | None = None,
     ) -> None:
         self.env = env
         self.submit = submit
         self.journal = journal
+        self.operator = operator
 
     def call(self, call: Call) -> simpy.Event:
         """Send ``call.request``; the returned event fires with the outcome or a timeout."""
@@ -170,6 +177,11 @@ def run_flow(flow: Flow[T], io: FlowIO, sink: Sink) -> Generator[simpy.Event, An
             elif cls is Forget:
                 records.pop(effect.idempotency_key, None)  # type: ignore[union-attr]
                 value = None
+            elif cls is AskOperator:
+                operator = io.operator
+                value = True if operator is None else operator(effect)  # type: ignore[arg-type]
+            elif cls is Authenticate:
+                value = False
             else:  # pragma: no cover - the core yields nothing else
                 raise TypeError(f"unknown effect {effect!r}")
     finally:

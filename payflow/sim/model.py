@@ -46,7 +46,7 @@ from payflow.core.errors import (
 )
 from payflow.core.events import Attempt, AttemptResult, Retry, repeat_kind
 from payflow.core.keys import derived_key
-from payflow.core.messages import Call, Request, Response
+from payflow.core.messages import AskOperator, Call, Request, Response
 from payflow.provider.faults import DAY_S
 from payflow.provider.ledger import Ledger
 from payflow.sim.driver import FlowIO, Journal, run_flow
@@ -203,7 +203,7 @@ class Day:
             on_commit=self._on_commit if trace else None,
         )
         self.journal = Journal()
-        self.io = FlowIO(env, self.provider.submit, self.journal)
+        self.io = FlowIO(env, self.provider.submit, self.journal, self._operator)
         self.budget = strategy.new_budget()
         self.backend_rng = random.Random(f"{seed}:backend")
         self.customer_rng = random.Random(f"{seed}:customers")
@@ -244,7 +244,28 @@ class Day:
         return self
 
     def context(self) -> Context:
-        return Context(self.strategy.policy, self.backend_rng, self.budget)
+        strategy = self.strategy
+        return Context(strategy.policy, self.backend_rng, self.budget, strategy.operator_every_s)
+
+    def _operator(self, question: AskOperator) -> bool:
+        """The operator at the till: keeps waiting until the order's patience is spent.
+
+        Each order's operator patience is drawn once, from its own generator
+        seeded by the run's seed and the order (so the draw does not depend on
+        the order in which questions come), lognormal around the strategy's
+        ``operator_patience_s``.
+        """
+        order = self.by_id.get(question.reference)
+        if order is None:
+            return True
+        strategy = self.strategy
+        rng = random.Random(f"{self.seed}:operator:{order.index}")
+        patience = rng.lognormvariate(
+            math.log(strategy.operator_patience_s), strategy.operator_patience_sigma
+        )
+        keep = question.waited_s < patience
+        order.note(self.env.now, "operator", "keeps waiting" if keep else "gives up")
+        return keep
 
     def _on_commit(self, request: Request, response: Response, now: float) -> None:
         op = request.operation

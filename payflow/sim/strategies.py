@@ -14,7 +14,12 @@ A :class:`Strategy` is a frozen bundle of knobs in three groups:
   ``recheck_backoff`` a record that stays unknown waits twice as long each
   time, up to an hour),
   ``recover_on_restart`` (rechecks the journal after a crash), ``budget``
-  (a shared retry budget: "grpc" or "aws");
+  (a shared retry budget: "grpc" or "aws"), ``operator_every_s`` (an
+  operator at the till is asked every that many seconds of pending whether to
+  keep waiting; each order's operator gives up once a patience drawn from a
+  lognormal with median ``operator_patience_s`` and shape
+  ``operator_patience_sigma`` has passed -- compare it with a fixed polling
+  deadline);
 * **policy** -- the :class:`payflow.core.calls.Policy` the core flows run with
   (timeouts, retries, backoff, key scope, polling, cancel on give-up).
 
@@ -62,6 +67,9 @@ class Strategy:
     recheck_backoff: bool = False
     recover_on_restart: bool = False
     budget: str | None = None
+    operator_every_s: float | None = None
+    operator_patience_s: float = 180.0
+    operator_patience_sigma: float = 0.5
 
     def __post_init__(self) -> None:
         if not isinstance(self.policy, Policy):
@@ -76,7 +84,12 @@ class Strategy:
             )
         if self.budget not in _BUDGETS:
             raise ValueError(f"strategy.budget: must be None, 'grpc' or 'aws', got {self.budget!r}")
-        for name in ("delay_notice_s", "gateway_timeout_s"):
+        if not self.operator_patience_s > 0 or not self.operator_patience_sigma >= 0:
+            raise ValueError(
+                "strategy.operator_patience_s: must be > 0 seconds (and "
+                f"operator_patience_sigma >= 0), got {self.operator_patience_s!r}"
+            )
+        for name in ("delay_notice_s", "gateway_timeout_s", "operator_every_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"strategy.{name}: must be > 0 seconds or None, got {value!r}")

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from payflow.core import (
+    AskOperator,
+    Authenticate,
     Call,
     Effect,
     Emit,
@@ -51,6 +53,10 @@ class ScriptedDriver:
     sleeps: list[float] = field(default_factory=list)
     saves: list[PendingRecord] = field(default_factory=list)
     log: list[str] = field(default_factory=list)  # every effect's kind, in order
+    fresh_credentials: bool = False  # what Authenticate answers (True: a token provider)
+    authentications: int = 0
+    operator: Callable[[AskOperator], bool] = lambda question: True  # keep waiting
+    questions: list[AskOperator] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not callable(self.script):
@@ -93,6 +99,12 @@ class ScriptedDriver:
         if isinstance(effect, Emit):
             self.events.append(effect.event)
             return None
+        if isinstance(effect, Authenticate):
+            self.authentications += 1
+            return self.fresh_credentials
+        if isinstance(effect, AskOperator):
+            self.questions.append(effect)
+            return self.operator(effect)
         raise AssertionError(f"unknown effect {effect!r}")
 
     def run(self, flow: Any) -> Any:
