@@ -20,12 +20,15 @@ from typing import Any
 
 import httpx
 
+from payflow._auth import Credentials, TokenUnavailable
 from payflow.core import api
 from payflow.core.backoff import Rng
 from payflow.core.budget import RetryBudget
 from payflow.core.calls import Context, Policy
 from payflow.core.errors import InvalidRequest, PaymentInProgress
 from payflow.core.messages import (
+    AskOperator,
+    Authenticate,
     Call,
     Effect,
     Emit,
@@ -110,6 +113,7 @@ class Run:
     """
 
     saved: set[str] = field(default_factory=set)
+    token_generation: int = 0  # the token the run's last request was sent with
 
 
 def _text(value: object, name: str, pattern: re.Pattern[str], rule: str, show: bool) -> str:
@@ -181,7 +185,7 @@ class Engine:
         self,
         base_url: str,
         client_id: str,
-        token: str,
+        token: object,
         *,
         journal: object,
         policy: Policy,
@@ -191,12 +195,25 @@ class Engine:
         budget: RetryBudget | None,
         test_mode: bool,
         lease: float | None,
+        operator: Callable[[AskOperator], object] | None = None,
+        operator_interval_s: float = 60.0,
     ) -> None:
         self.base_url = _base_url(base_url)
         self.client_id = _text(
             client_id, "client_id", _HEADER_SAFE, "printable ASCII without spaces", True
         )
-        _text(token, "token", _HEADER_SAFE, "printable ASCII without spaces", False)
+        if not callable(token):
+            _text(token, "token", _HEADER_SAFE, "printable ASCII without spaces", False)
+        self.credentials = Credentials(token)
+        if operator is not None and not callable(operator):
+            raise InvalidRequest("operator", f"must be callable or None, got {operator!r}")
+        if isinstance(operator_interval_s, bool) or not (
+            isinstance(operator_interval_s, int | float) and operator_interval_s > 0
+        ):
+            raise InvalidRequest(
+                "operator_interval_s", f"must be > 0 seconds, got {operator_interval_s!r}"
+            )
+        self.operator = operator
         self.client_version = _text(
             client_version, "client_version", _VERSION, "Major.Minor.Build, e.g. '2.1.1'", True
         )
@@ -219,14 +236,17 @@ class Engine:
         self.policy = policy
         self.test_mode = bool(test_mode)
         # SystemRandom by default: keys stay unique even in processes forked after start-up.
-        self.ctx = Context(policy, rng if rng is not None else secrets.SystemRandom(), budget)
+        self.ctx = Context(
+            policy,
+            rng if rng is not None else secrets.SystemRandom(),
+            budget,
+            float(operator_interval_s) if operator is not None else None,
+        )
         self.journal, self.owns_journal = open_journal(journal)
         self.instance = secrets.token_hex(6)
         self._active: dict[Run, int] = {}
         self._active_lock = threading.Lock()
-        self._token = token
         self._headers = {
-            "Authorization": f"Bearer {token}",
             api.CLIENT_ID_HEADER: self.client_id,
             api.CLIENT_VERSION_HEADER: self.client_version,
             "Accept": "application/json",
@@ -241,20 +261,24 @@ class Engine:
         """The client's repr: never the token."""
         return (
             f"{cls}(base_url={self.base_url!r}, client_id={self.client_id!r}, "
-            f"client_version={self.client_version!r}, journal={self.journal!r})"
+            f"client_version={self.client_version!r}, journal={self.journal!r}, "
+            f"credentials={self.credentials!r})"
         )
 
     # ------------------------------------------------------------- network side
-    def build(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
-        """The httpx request for ``call``, with the headers and the per-attempt timeout.
+    def build(
+        self, http: httpx.Client | httpx.AsyncClient, call: Call, token: str
+    ) -> httpx.Request:
+        """The httpx request for ``call``, with the headers (``token`` as the bearer)
+        and the per-attempt timeout.
 
         httpx applies ``timeout`` per phase; the clients make it the attempt's
         total (:mod:`payflow._total_timeout`).
         """
         request = call.request
-        headers = self._headers
+        headers = {**self._headers, "Authorization": f"Bearer {token}"}
         if request.idempotency_key is not None:
-            headers = {**headers, api.IDEMPOTENCY_HEADER: request.idempotency_key}
+            headers[api.IDEMPOTENCY_HEADER] = request.idempotency_key
         return http.build_request(
             request.method,
             self.base_url + request.path,
@@ -263,9 +287,52 @@ class Engine:
             timeout=call.timeout,
         )
 
-    def outcome(self, response: httpx.Response) -> Response:
-        """A core :class:`Response` from an httpx response (see :func:`read_reply`)."""
-        return read_reply(response, self._token)
+    def outcome(self, response: httpx.Response, token: str | None = None) -> Response:
+        """A core :class:`Response` from an httpx response (see :func:`read_reply`);
+        ``token``, the one the request was sent with (default: the current one), is
+        redacted from it."""
+        return read_reply(response, token if token is not None else self.credentials.current)
+
+    def token(self, run: Run) -> str | None:
+        """The token for the next request of ``run`` (``None``: the token provider
+        failed -- logged -- and the request is not sent). Sync client only."""
+        try:
+            token, run.token_generation = self.credentials.get()
+        except TokenUnavailable:
+            return None
+        return token
+
+    async def atoken(self, run: Run) -> str | None:
+        """:meth:`token` for the async client."""
+        try:
+            token, run.token_generation = await self.credentials.aget()
+        except TokenUnavailable:
+            return None
+        return token
+
+    @staticmethod
+    def operator_answer(answer: object) -> bool:
+        """The operator's answer as the core takes it: ``True`` keeps waiting.
+
+        ``True`` or "continue" keep waiting; ``False`` or "give up" give up.
+        Anything else is logged and read as "continue" (the polling deadline
+        still bounds the wait).
+        """
+        if answer is True or answer is False:
+            return answer
+        if isinstance(answer, str):
+            word = answer.strip().lower().replace("_", " ").replace("-", " ")
+            if word == "continue":
+                return True
+            if word == "give up":
+                return False
+        _log.warning("operator: answer %r is not continue/give up; polling continues", answer)
+        return True
+
+    def operator_failed(self, exc: Exception) -> bool:
+        """The operator callable raised: logged; polling continues (the deadline bounds it)."""
+        _log.error("operator raised %s; polling continues", type(exc).__name__, exc_info=exc)
+        return True
 
     @staticmethod
     def failure(exc: httpx.RequestError) -> TimedOut | NotSent:

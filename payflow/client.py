@@ -21,6 +21,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -29,7 +31,7 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from payflow import _driver, _total_timeout
+from payflow import _auth, _driver, _total_timeout
 from payflow._driver import Engine, PaymentStatus, Refund, Run
 from payflow.core import flows, validate
 from payflow.core.backoff import Rng
@@ -38,7 +40,15 @@ from payflow.core.calls import Flow, Policy
 from payflow.core.errors import InvalidRequest, OutcomeUnknown, PayflowError
 from payflow.core.flows import PaymentResult
 from payflow.core.keys import new_key
-from payflow.core.messages import Call, PendingRecord, Save, Sleep
+from payflow.core.messages import (
+    AskOperator,
+    Authenticate,
+    Call,
+    NotSent,
+    PendingRecord,
+    Save,
+    Sleep,
+)
 from payflow.core.recheck import RecheckResult, recheck
 from payflow.journal import Journal, JournalEntry, SqliteJournal, leased_elsewhere, owner_alive
 
@@ -50,6 +60,7 @@ __all__ = [
     "Policy",
     "RecheckResult",
     "Refund",
+    "TokenArg",
     "test_mode",
 ]
 
@@ -58,6 +69,14 @@ _log = logging.getLogger("payflow.client")
 Hooks = Iterable[Callable[[Any], object]] | Callable[[Any], object] | None
 JournalArg = str | Any | None  # a path, a journal object, or None (in memory)
 OnPaid = Callable[[PaymentResult], object]
+#: A bearer token, or a token provider: ``() -> TOKEN | (TOKEN, EXPIRY)`` (async allowed
+#: for the async client); see :mod:`payflow._auth`.
+TokenArg = str | Callable[[], Any]
+#: Asked with a :class:`~payflow.core.messages.AskOperator` while a payment stays
+#: pending; answers ``True``/"continue" or ``False``/"give up" (async allowed for the
+#: async client).
+Operator = Callable[[AskOperator], Any]
+Verify = bool | str | os.PathLike[str] | ssl.SSLContext
 _DEFAULT: Literal["default"] = "default"
 
 
@@ -87,7 +106,7 @@ class _Base:
         self,
         base_url: str,
         client_id: str,
-        token: str,
+        token: TokenArg,
         journal: JournalArg = None,
         policy: Policy | None = None,
         client_version: str = "1.0.0",
@@ -97,6 +116,8 @@ class _Base:
         budget: RetryBudget | Literal["default"] | None = _DEFAULT,
         test_mode: bool = False,
         lease: float | None = None,
+        operator: Operator | None = None,
+        operator_interval_s: float = 60.0,
     ) -> None:
         self._engine = Engine(
             base_url,
@@ -110,7 +131,21 @@ class _Base:
             budget=RetryBudget.aws_standard() if budget == _DEFAULT else budget,
             test_mode=test_mode,
             lease=lease,
+            operator=operator,
+            operator_interval_s=operator_interval_s,
         )
+
+    @staticmethod
+    def _tls(http: object, verify: Verify) -> ssl.SSLContext | None:
+        """The SSL context for the httpx client this client makes (``None``: ``http``
+        was given, and ``verify`` must then be left alone)."""
+        if http is not None:
+            if verify is not True:
+                raise InvalidRequest(
+                    "verify", "set it on the http client you pass (both were given)"
+                )
+            return None
+        return _auth.tls_context(verify)
 
     def __repr__(self) -> str:
         return self._engine.describe(type(self).__name__)
@@ -247,6 +282,18 @@ class PaymentClient(_Base):
     calls (default AWS-standard; ``None`` for none). ``test_mode`` skips sleeps.
     ``lease`` is how long (s) this client owns a journal record it is working on.
 
+    ``token`` is the bearer token, or a token provider: a callable returning
+    the token or ``(token, expiry)`` -- called before first use, shortly
+    before the expiry, and once after a 401 (the refused request is then sent
+    again under the same key; a second 401 raises
+    :class:`~payflow.errors.AuthenticationFailed` and the journal keeps the
+    payment). ``operator`` is asked, every ``operator_interval_s`` seconds a
+    payment stays pending while polling, whether to keep waiting (see
+    :class:`~payflow.core.messages.AskOperator`); "give up" cancels as at the
+    polling deadline. ``verify`` (for the httpx client this client makes):
+    ``True`` verifies certificates, a path names a CA bundle, ``False`` turns
+    verification off; TLS below 1.2 is never offered.
+
     Thread-safe: one client may serve many threads.
     """
 
@@ -254,7 +301,7 @@ class PaymentClient(_Base):
         self,
         base_url: str,
         client_id: str,
-        token: str,
+        token: TokenArg,
         journal: JournalArg = None,
         policy: Policy | None = None,
         client_version: str = "1.0.0",
@@ -265,15 +312,23 @@ class PaymentClient(_Base):
         budget: RetryBudget | Literal["default"] | None = _DEFAULT,
         test_mode: bool = False,
         lease: float | None = None,
+        operator: Operator | None = None,
+        operator_interval_s: float = 60.0,
+        verify: Verify = True,
     ) -> None:
         if http is not None and not isinstance(http, httpx.Client):
             raise TypeError(f"http: must be an httpx.Client, got {type(http).__name__}")
+        for name, fn in (("token", token), ("operator", operator)):
+            if inspect.iscoroutinefunction(fn):
+                raise InvalidRequest(name, "the sync client cannot await it (use AsyncPaymentClient)")
         super().__init__(
             base_url, client_id, token, journal, policy, client_version,
             hooks=hooks, rng=rng, budget=budget, test_mode=test_mode, lease=lease,
+            operator=operator, operator_interval_s=operator_interval_s,
         )  # fmt: skip
+        tls = self._tls(http, verify)
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client()
+        self._http = http if http is not None else httpx.Client(verify=tls)  # type: ignore[arg-type]
         if not _total_timeout.bound(self._http):
             _log.warning(
                 "payflow: cannot bound every transport of %r: the per-attempt timeout "
@@ -290,18 +345,26 @@ class PaymentClient(_Base):
                 effect = next(flow)
                 while True:
                     if type(effect) is Call:
-                        # The timeout is the attempt's total (see payflow._total_timeout).
-                        request = engine.build(http, effect)
-                        try:
-                            response = _total_timeout.send_sync(http, request, effect.timeout)
-                            result: Any = engine.outcome(response)
-                        except httpx.RequestError as exc:
-                            result = engine.failure(exc)
+                        token = engine.token(run)
+                        if token is None:
+                            result: Any = NotSent("token provider failed")
+                        else:
+                            # The timeout is the attempt's total (see payflow._total_timeout).
+                            request = engine.build(http, effect, token)
+                            try:
+                                response = _total_timeout.send_sync(http, request, effect.timeout)
+                                result = engine.outcome(response, token)
+                            except httpx.RequestError as exc:
+                                result = engine.failure(exc)
                     elif type(effect) is Sleep:
                         seconds = engine.sleep_seconds(effect.seconds)
                         if seconds > 0:
                             time.sleep(seconds)
                         result = None
+                    elif type(effect) is Authenticate:
+                        result = engine.credentials.refresh(run.token_generation)
+                    elif type(effect) is AskOperator:
+                        result = self._ask(effect)
                     else:
                         result = engine.perform(effect, run)
                     effect = send(result)
@@ -316,6 +379,19 @@ class PaymentClient(_Base):
             except BaseException:
                 engine.abandon(run)
                 raise
+
+    def _ask(self, question: AskOperator) -> bool:
+        engine = self._engine
+        assert engine.operator is not None
+        try:
+            answer = engine.operator(question)
+            if inspect.isawaitable(answer):
+                if inspect.iscoroutine(answer):
+                    answer.close()
+                raise TypeError("the sync client cannot await the operator's answer")
+        except Exception as exc:
+            return engine.operator_failed(exc)
+        return engine.operator_answer(answer)
 
     def pay(
         self,
@@ -444,7 +520,8 @@ async def _uncancellable(work: Awaitable[T]) -> T:
 class AsyncPaymentClient(_Base):
     """The asyncio twin of :class:`PaymentClient` over ``httpx.AsyncClient``.
 
-    Same arguments and methods, awaited. With a :class:`SqliteJournal`, the
+    Same arguments and methods, awaited; the token provider and the operator
+    may be plain or ``async`` callables (a plain one runs on the loop). With a :class:`SqliteJournal`, the
     records a flow saves before and while it pays (an fsync each) and
     ``recover()``'s claim are written in a worker thread
     (``asyncio.to_thread``), so other payments on the event loop go on
@@ -458,7 +535,7 @@ class AsyncPaymentClient(_Base):
         self,
         base_url: str,
         client_id: str,
-        token: str,
+        token: TokenArg,
         journal: JournalArg = None,
         policy: Policy | None = None,
         client_version: str = "1.0.0",
@@ -469,15 +546,20 @@ class AsyncPaymentClient(_Base):
         budget: RetryBudget | Literal["default"] | None = _DEFAULT,
         test_mode: bool = False,
         lease: float | None = None,
+        operator: Operator | None = None,
+        operator_interval_s: float = 60.0,
+        verify: Verify = True,
     ) -> None:
         if http is not None and not isinstance(http, httpx.AsyncClient):
             raise TypeError(f"http: must be an httpx.AsyncClient, got {type(http).__name__}")
         super().__init__(
             base_url, client_id, token, journal, policy, client_version,
             hooks=hooks, rng=rng, budget=budget, test_mode=test_mode, lease=lease,
+            operator=operator, operator_interval_s=operator_interval_s,
         )  # fmt: skip
+        tls = self._tls(http, verify)
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient()
+        self._http = http if http is not None else httpx.AsyncClient(verify=tls)  # type: ignore[arg-type]
         # Only the SQLite journal is known to be safe to call from another thread.
         self._journal_blocks = isinstance(self._engine.journal, SqliteJournal)
 
@@ -501,18 +583,26 @@ class AsyncPaymentClient(_Base):
                 effect = next(flow)
                 while True:
                     if type(effect) is Call:
-                        # The timeout is the attempt's total (see payflow._total_timeout).
-                        request = engine.build(http, effect)
-                        try:
-                            response = await _total_timeout.send_async(
-                                http, request, effect.timeout
-                            )
-                            result: Any = engine.outcome(response)
-                        except httpx.RequestError as exc:
-                            result = engine.failure(exc)
+                        token = await engine.atoken(run)
+                        if token is None:
+                            result: Any = NotSent("token provider failed")
+                        else:
+                            # The timeout is the attempt's total (see payflow._total_timeout).
+                            request = engine.build(http, effect, token)
+                            try:
+                                response = await _total_timeout.send_async(
+                                    http, request, effect.timeout
+                                )
+                                result = engine.outcome(response, token)
+                            except httpx.RequestError as exc:
+                                result = engine.failure(exc)
                     elif type(effect) is Sleep:
                         await asyncio.sleep(engine.sleep_seconds(effect.seconds))
                         result = None
+                    elif type(effect) is Authenticate:
+                        result = await engine.credentials.arefresh(run.token_generation)
+                    elif type(effect) is AskOperator:
+                        result = await self._ask(effect)
                     else:
                         result = await self._perform(effect, run)
                     effect = send(result)
@@ -527,6 +617,19 @@ class AsyncPaymentClient(_Base):
             except BaseException:
                 engine.abandon(run)
                 raise
+
+    async def _ask(self, question: AskOperator) -> bool:
+        """The operator's answer: a plain callable is called on the loop (keep it
+        quick), an ``async`` one awaited."""
+        engine = self._engine
+        assert engine.operator is not None
+        try:
+            answer = engine.operator(question)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except Exception as exc:
+            return engine.operator_failed(exc)
+        return engine.operator_answer(answer)
 
     async def pay(
         self,
