@@ -30,14 +30,18 @@ never appear in logs, reprs or messages.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
 import math
 import random
 import re
+import secrets
 import time
+import urllib.parse
 import uuid
 from collections import deque
 from collections.abc import Collection, Mapping
@@ -63,10 +67,22 @@ from payflow.provider.faults import FaultDraw, FaultProfile, Faults
 from payflow.provider.ledger import HugeNumber, Ledger, PayerModel, Ticket, error_body
 from payflow.provider.misbehaviour import WireReply, wire_reply
 
-__all__ = ["INSPECT_PATH", "MAX_BODY_BYTES", "MAX_JSON_DEPTH", "ProviderState", "create_app"]
+__all__ = [
+    "INSPECT_PATH",
+    "MAX_BODY_BYTES",
+    "MAX_ISSUED_TOKENS",
+    "MAX_JSON_DEPTH",
+    "TOKEN_PATH",
+    "ProviderState",
+    "create_app",
+]
 
 #: Path of the inspection endpoint (ground truth for tests and notebooks).
 INSPECT_PATH: Final = "/_payflow/ledger"
+#: Path of the OAuth2 client-credentials token endpoint.
+TOKEN_PATH: Final = "/token"
+#: Most access tokens kept at once (the oldest are forgotten first).
+MAX_ISSUED_TOKENS: Final = 10_000
 #: Largest request body accepted; larger ones get 413.
 MAX_BODY_BYTES: Final = 64 * 1024
 #: Deepest JSON nesting accepted (the body object is level 1); deeper gets 400.
@@ -216,9 +232,15 @@ class ProviderState:
         lost_hold_s: float,
         poll_delay_ms: int,
         max_body_bytes: int,
+        token_ttl: float | None = None,
     ) -> None:
         if not math.isfinite(time_scale) or time_scale <= 0:
             raise ValueError(f"time_scale: must be a positive number, got {time_scale!r}")
+        if token_ttl is not None and not (math.isfinite(token_ttl) and token_ttl > 0):
+            raise ValueError(f"token_ttl: must be a positive number of seconds, got {token_ttl!r}")
+        self.token_ttl = token_ttl
+        # sha256(access token) -> (client id, real monotonic expiry or None)
+        self._issued: dict[bytes, tuple[str, float | None]] = {}
         if not clients:
             raise ValueError("clients: at least one client id and token is required")
         self._clients: dict[str, _Secret] = {}
@@ -324,14 +346,62 @@ class ProviderState:
             timer.cancel()
 
     def authenticate(self, client_id: str | None, authorization: bytes | None) -> bool:
+        """Whether the bearer token in ``authorization`` lets ``client_id`` call."""
+        return self.check_bearer(client_id, authorization) == "ok"
+
+    def check_bearer(self, client_id: str | None, authorization: bytes | None) -> str:
+        """"ok", "expired" (an access token this provider issued, past its lifetime)
+        or "invalid".
+
+        Without a token lifetime the client's configured token is accepted as
+        well as issued access tokens; with one (``token_ttl``) only access
+        tokens from ``POST /token``, for ``token_ttl`` real seconds.
+        """
         secret = self._clients.get(client_id) if client_id is not None else None
         token = b""
         if authorization is not None:
             scheme, _, rest = authorization.partition(b" ")
             if scheme.lower() == b"bearer":
                 token = rest.strip()
-        ok = (secret or _DUMMY).matches(token)
-        return ok and secret is not None and bool(token)
+        if not token or secret is None:
+            _DUMMY.matches(token)
+            return "invalid"
+        issued = self._issued.get(hashlib.sha256(token).digest())
+        if issued is not None:
+            owner, expires = issued
+            if owner != client_id:
+                return "invalid"
+            return "ok" if expires is None or time.monotonic() < expires else "expired"
+        if self.token_ttl is None and secret.matches(token):
+            return "ok"
+        return "invalid"
+
+    def issue_token(self, client_id: str, client_secret: str) -> tuple[str, float | None] | None:
+        """An access token for a client whose secret (its configured token) is right,
+        and its lifetime in seconds; ``None`` if the credentials are wrong."""
+        secret = self._clients.get(client_id)
+        ok = (secret or _DUMMY).matches(client_secret.encode("utf-8"))
+        if not ok or secret is None:
+            return None
+        now = time.monotonic()
+        issued = self._issued
+        for key in [k for k, (_, exp) in issued.items() if exp is not None and exp <= now]:
+            del issued[key]
+        while len(issued) >= MAX_ISSUED_TOKENS:
+            del issued[next(iter(issued))]
+        token = secrets.token_urlsafe(32)
+        ttl = self.token_ttl
+        issued[hashlib.sha256(token.encode()).digest()] = (
+            client_id, None if ttl is None else now + ttl,
+        )  # fmt: skip
+        return token, ttl
+
+    def expire_tokens(self) -> int:
+        """Make every access token issued so far expired now (for tests); returns how many."""
+        now = time.monotonic()
+        for key, (owner, _) in list(self._issued.items()):
+            self._issued[key] = (owner, now)
+        return len(self._issued)
 
     def inspect_allowed(self, authorization: bytes | None) -> bool | None:
         """None when inspection is disabled, else whether the bearer token is right."""
@@ -468,7 +538,16 @@ class _Api:
             return await self._error(
                 send, 401, "unauthorized", f"{CLIENT_ID_HEADER}: required header is missing"
             )
-        if not state.authenticate(client_id, headers.get(b"authorization")):
+        verdict = state.check_bearer(client_id, headers.get(b"authorization"))
+        if verdict == "expired":
+            return await self._error(
+                send,
+                401,
+                "token_expired",
+                "Authorization: the access token has expired; get a new one from POST /token",
+                **{"www-authenticate": 'Bearer error="invalid_token"'},
+            )
+        if verdict != "ok":
             return await self._error(
                 send,
                 401,
@@ -704,6 +783,86 @@ class _Inspect:
         await _send_json(send, 200, state.ledger.snapshot(state.now()), headers)
 
 
+class _Token:
+    """``POST /token``: OAuth2 client credentials (RFC 6749 section 4.4).
+
+    The client authenticates with its id and secret (the token configured for
+    it) -- HTTP Basic, or ``client_id``/``client_secret`` in a form-encoded or
+    JSON body -- with ``grant_type=client_credentials``, and gets
+    ``{"access_token", "token_type": "Bearer", "expires_in"}`` (no
+    ``expires_in`` without a lifetime). Errors carry OAuth's ``error`` and this
+    API's ``code``/``message``/``correlationId``. Not subject to faults.
+    """
+
+    def __init__(self, state: ProviderState) -> None:
+        self.state = state
+
+    async def _answer(self, send: Send, status: int, error: str, message: str) -> None:
+        cid = self.state.new_correlation_id()
+        body = {"error": error, **error_body(error, message, cid)}
+        headers = {CORRELATION_HEADER: cid, "cache-control": "no-store"}
+        if status == 401:
+            headers["www-authenticate"] = 'Basic realm="payflow"'
+        if status == 405:
+            headers["allow"] = "POST"
+        await _send_json(send, status, body, headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            return await self._answer(send, 405, "method_not_allowed", "method: only POST")
+        headers = {name.lower(): value for name, value in scope["headers"]}
+        raw = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            raw += message.get("body", b"")
+            if len(raw) > 8192:
+                return await self._answer(send, 413, "invalid_request", "body: too large")
+            if not message.get("more_body", False):
+                break
+        fields: dict[str, str] = {}
+        try:
+            text = raw.decode("utf-8")
+            if headers.get(b"content-type", b"").startswith(b"application/json"):
+                data = json.loads(text) if text.strip() else {}
+                if not isinstance(data, dict):
+                    raise ValueError("not an object")
+                fields = {k: v for k, v in data.items() if isinstance(v, str)}
+            else:
+                fields = {k: v[0] for k, v in urllib.parse.parse_qs(text).items()}
+            basic = headers.get(b"authorization", b"")
+            if basic[:6].lower() == b"basic ":
+                pair = base64.b64decode(basic[6:].strip(), validate=True).decode("utf-8")
+                user, _, password = pair.partition(":")
+                fields["client_id"] = urllib.parse.unquote(user)
+                fields["client_secret"] = urllib.parse.unquote(password)
+        except (ValueError, UnicodeDecodeError):
+            return await self._answer(send, 400, "invalid_request", "body: not readable")
+        if fields.get("grant_type") != "client_credentials":
+            return await self._answer(
+                send, 400, "unsupported_grant_type", "grant_type: must be client_credentials"
+            )
+        client_id, client_secret = fields.get("client_id"), fields.get("client_secret")
+        if not client_id or not client_secret:
+            return await self._answer(
+                send, 401, "invalid_client", "client_id, client_secret: both are required"
+            )
+        issued = self.state.issue_token(client_id, client_secret)
+        if issued is None:
+            return await self._answer(
+                send, 401, "invalid_client", "client_id, client_secret: not valid"
+            )
+        token, ttl = issued
+        body: dict[str, Any] = {"access_token": token, "token_type": "Bearer"}
+        if ttl is not None:
+            body["expires_in"] = ttl
+        cid = self.state.new_correlation_id()
+        await _send_json(
+            send, 200, body, {CORRELATION_HEADER: cid, "cache-control": "no-store"}
+        )
+
+
 class _ProviderApp(Starlette):
     """Starlette, plus the server transport in the scope so faults can drop connections."""
 
@@ -729,6 +888,7 @@ def create_app(
     lost_hold_s: float = 60.0,
     poll_delay_ms: int = 1000,
     max_body_bytes: int = MAX_BODY_BYTES,
+    token_ttl: float | None = None,
 ) -> Starlette:
     """Build the provider app.
 
@@ -737,6 +897,11 @@ def create_app(
     time_scale``. ``inspect_token`` enables ``GET /_payflow/ledger``.
     ``read_only_clients`` get 403 on anything but GET. ``lost_hold_s`` bounds,
     in real seconds, how long a lost response holds its connection.
+    ``POST /token`` issues access tokens (OAuth2 client credentials, the
+    client's token as its secret); with ``token_ttl`` they last that many real
+    seconds and only they are accepted (an expired one gets 401
+    ``token_expired``), without it they never expire and the configured
+    tokens are accepted too.
     The shared state is ``app.state.provider`` (a :class:`ProviderState`).
     """
     state = ProviderState(
@@ -752,6 +917,7 @@ def create_app(
         lost_hold_s=lost_hold_s,
         poll_delay_ms=poll_delay_ms,
         max_body_bytes=max_body_bytes,
+        token_ttl=token_ttl,
     )
 
     async def http_error(request: StarletteRequest, exc: Exception) -> StarletteResponse:
@@ -767,6 +933,7 @@ def create_app(
     app = _ProviderApp(
         routes=[
             Route(INSPECT_PATH, _Inspect(state)),
+            Route(TOKEN_PATH, _Token(state), methods=None),
             Route("/{path:path}", _Api(state)),
         ],
         exception_handlers={HTTPException: http_error, Exception: http_error},

@@ -54,6 +54,16 @@ def _positive(value: str) -> float:
     return number
 
 
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--token-ttl: {value!r} is not a number") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"--token-ttl: must be a positive number, got {value}")
+    return number
+
+
 def _serve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     from payflow.provider.faults import load_profile
     from payflow.provider.serve import serve
@@ -81,6 +91,9 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         seed=args.seed,
         day_offset_s=args.start,
         log_level=args.log_level,
+        token_ttl=args.token_ttl,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
 
 
@@ -117,6 +130,16 @@ def register(subparsers: Any) -> None:
         metavar="T",
         help=f"enable GET /_payflow/ledger with this bearer token (also ${INSPECT_TOKEN_ENV})",
     )
+    serve.add_argument(
+        "--token-ttl",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="only accept access tokens from POST /token, each valid this many seconds "
+        "(default: the --client tokens are accepted and issued tokens never expire)",
+    )
+    serve.add_argument("--ssl-certfile", metavar="PEM", help="serve HTTPS with this certificate")
+    serve.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
     serve.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     serve.add_argument(
         "--start",

@@ -84,6 +84,14 @@ class RunningProvider:
         """The server's simulated clock (seconds since midnight of day 0)."""
         return self.state.now()
 
+    def expire_tokens(self) -> int:
+        """Make every access token issued so far expired now (on the server's loop)."""
+
+        async def expire() -> int:
+            return self.state.expire_tokens()
+
+        return asyncio.run_coroutine_threadsafe(expire(), self._loop).result(timeout=10.0)
+
     def release_held(self) -> None:
         """Let go of every connection held for a lost response (and hold none after)."""
         self._loop.call_soon_threadsafe(self.state.release_held)
@@ -95,13 +103,18 @@ def running_provider(
     *,
     inspect_token: str | None = None,
     startup_timeout_s: float = 10.0,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
     **create_app_kwargs: Any,
 ) -> Iterator[RunningProvider]:
     """Serve :func:`~payflow.provider.app.create_app` on ``127.0.0.1:0`` for a ``with`` block.
 
     ``clients`` defaults to one client ``"test-client"`` with a random token;
     ``inspect_token`` defaults to a random token (inspection is always on
-    here). Other keyword arguments go to ``create_app``.
+    here). With ``ssl_certfile``/``ssl_keyfile`` (PEM files) it serves HTTPS
+    and ``base_url`` is ``https://127.0.0.1:PORT`` (the certificate must name
+    that address). Other keyword arguments go
+    to ``create_app``.
     """
     clients = dict(clients) if clients else {"test-client": secrets.token_urlsafe(16)}
     inspect = inspect_token or secrets.token_urlsafe(16)
@@ -121,6 +134,8 @@ def running_provider(
         loop="asyncio",
         http="h11",
         timeout_graceful_shutdown=2,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     server = uvicorn.Server(config)
     loops: list[asyncio.AbstractEventLoop] = []
@@ -151,7 +166,7 @@ def running_provider(
         time.sleep(0.002)
     first = next(iter(clients))
     provider = RunningProvider(
-        base_url=f"http://127.0.0.1:{port}",
+        base_url=f"{'https' if ssl_certfile else 'http'}://127.0.0.1:{port}",
         client_id=first,
         token=clients[first],
         inspect_token=inspect,
