@@ -326,7 +326,8 @@ class PaymentClient(_Base):
             hooks=hooks, rng=rng, budget=budget, test_mode=test_mode, lease=lease,
             operator=operator, operator_interval_s=operator_interval_s,
         )  # fmt: skip
-        tls = self._tls(http, verify)
+        #: The SSL context of the httpx client this client made (None: ``http`` given).
+        self.tls_context = tls = self._tls(http, verify)
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client(verify=tls)  # type: ignore[arg-type]
         if not _total_timeout.bound(self._http):
@@ -557,7 +558,8 @@ class AsyncPaymentClient(_Base):
             hooks=hooks, rng=rng, budget=budget, test_mode=test_mode, lease=lease,
             operator=operator, operator_interval_s=operator_interval_s,
         )  # fmt: skip
-        tls = self._tls(http, verify)
+        #: The SSL context of the httpx client this client made (None: ``http`` given).
+        self.tls_context = tls = self._tls(http, verify)
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(verify=tls)  # type: ignore[arg-type]
         # Only the SQLite journal is known to be safe to call from another thread.
