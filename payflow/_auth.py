@@ -120,7 +120,9 @@ class Credentials:
         expiry: object = None
         if isinstance(value, tuple):
             if len(value) != 2:
-                raise InvalidRequest("token", "a token provider must return TOKEN or (TOKEN, EXPIRY)")
+                raise InvalidRequest(
+                    "token", "a token provider must return TOKEN or (TOKEN, EXPIRY)"
+                )
             value, expiry = value
         token = _check(value, "a token provider's token")
         lifetime = _lifetime(expiry)

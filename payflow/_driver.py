@@ -28,7 +28,6 @@ from payflow.core.calls import Context, Policy
 from payflow.core.errors import InvalidRequest, PaymentInProgress
 from payflow.core.messages import (
     AskOperator,
-    Authenticate,
     Call,
     Effect,
     Emit,
@@ -96,6 +95,8 @@ def _redact(value: Any, token: str) -> Any:
     if isinstance(value, list):
         return [_redact(v, token) for v in value]
     return value
+
+
 #: How many ``test_mode()`` blocks are open (stamina-style global switch).
 testing_depth = [0]
 

@@ -320,7 +320,9 @@ class PaymentClient(_Base):
             raise TypeError(f"http: must be an httpx.Client, got {type(http).__name__}")
         for name, fn in (("token", token), ("operator", operator)):
             if inspect.iscoroutinefunction(fn):
-                raise InvalidRequest(name, "the sync client cannot await it (use AsyncPaymentClient)")
+                raise InvalidRequest(
+                    name, "the sync client cannot await it (use AsyncPaymentClient)"
+                )
         super().__init__(
             base_url, client_id, token, journal, policy, client_version,
             hooks=hooks, rng=rng, budget=budget, test_mode=test_mode, lease=lease,
@@ -329,7 +331,7 @@ class PaymentClient(_Base):
         #: The SSL context of the httpx client this client made (None: ``http`` given).
         self.tls_context = tls = self._tls(http, verify)
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(verify=tls)  # type: ignore[arg-type]
+        self._http = http if http is not None else httpx.Client(verify=tls or True)
         if not _total_timeout.bound(self._http):
             _log.warning(
                 "payflow: cannot bound every transport of %r: the per-attempt timeout "
@@ -522,8 +524,8 @@ class AsyncPaymentClient(_Base):
     """The asyncio twin of :class:`PaymentClient` over ``httpx.AsyncClient``.
 
     Same arguments and methods, awaited; the token provider and the operator
-    may be plain or ``async`` callables (a plain one runs on the loop). With a :class:`SqliteJournal`, the
-    records a flow saves before and while it pays (an fsync each) and
+    may be plain or ``async`` callables (a plain one runs on the loop). With a
+    :class:`SqliteJournal`, the records a flow saves before and while it pays (an fsync each) and
     ``recover()``'s claim are written in a worker thread
     (``asyncio.to_thread``), so other payments on the event loop go on
     meanwhile; a cancelled task waits for such a write to land before it lets
@@ -561,7 +563,7 @@ class AsyncPaymentClient(_Base):
         #: The SSL context of the httpx client this client made (None: ``http`` given).
         self.tls_context = tls = self._tls(http, verify)
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(verify=tls)  # type: ignore[arg-type]
+        self._http = http if http is not None else httpx.AsyncClient(verify=tls or True)
         # Only the SQLite journal is known to be safe to call from another thread.
         self._journal_blocks = isinstance(self._engine.journal, SqliteJournal)
 

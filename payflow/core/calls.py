@@ -171,7 +171,7 @@ def call(
         if outcome.__class__ is Response and outcome.status == 401:
             outcome = yield from _after_401(
                 request, outcome, reference, attempt,
-                lambda at: policy.attempt_timeout(request, at - start),
+                lambda at, sent=request: policy.attempt_timeout(sent, at - start),
             )  # fmt: skip
         now = yield _NOW
         status = outcome.status if isinstance(outcome, Response) else None

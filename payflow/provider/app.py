@@ -350,7 +350,7 @@ class ProviderState:
         return self.check_bearer(client_id, authorization) == "ok"
 
     def check_bearer(self, client_id: str | None, authorization: bytes | None) -> str:
-        """"ok", "expired" (an access token this provider issued, past its lifetime)
+        """ "ok", "expired" (an access token this provider issued, past its lifetime)
         or "invalid".
 
         Without a token lifetime the client's configured token is accepted as
@@ -858,9 +858,7 @@ class _Token:
         if ttl is not None:
             body["expires_in"] = ttl
         cid = self.state.new_correlation_id()
-        await _send_json(
-            send, 200, body, {CORRELATION_HEADER: cid, "cache-control": "no-store"}
-        )
+        await _send_json(send, 200, body, {CORRELATION_HEADER: cid, "cache-control": "no-store"})
 
 
 class _ProviderApp(Starlette):

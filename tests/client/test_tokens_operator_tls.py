@@ -150,9 +150,7 @@ def test_a_token_expiring_between_polls_ends_in_one_payment(
         ):
             provider.running.expire_tokens()  # the token expires while the payer decides
 
-    client = make_client(
-        token=_source(tokens, _kind(request)), hooks=hook, test_mode=False
-    )
+    client = make_client(token=_source(tokens, _kind(request)), hooks=hook, test_mode=False)
     order = order_id()
     assert client.pay(order, 2500).state == "captured"
     assert [p["state"] for p in provider.payments(order)] == ["captured"]
@@ -274,8 +272,9 @@ def test_the_operator_keeps_waiting_and_the_payment_goes_through(
         return "continue"
 
     kind = _kind(request)
+    operator = _operator(kind, keep_waiting)
     client = _token_client(make_client, provider, kind, hooks=events.append,
-                           operator=_operator(kind, keep_waiting), operator_interval_s=0.05)  # fmt: skip
+                           operator=operator, operator_interval_s=0.05)  # fmt: skip
     order = order_id()
     assert client.pay(order, 1500).state == "captured"
     assert questions and all(q.reference == order for q in questions)
@@ -308,8 +307,9 @@ def test_the_operator_gives_up_as_the_payer_approves_and_the_payment_stands(
         return False
 
     kind = _kind(request)
-    client = _token_client(make_client, provider, kind,
-                           operator=_operator(kind, give_up_late), operator_interval_s=0.05)  # fmt: skip
+    operator = _operator(kind, give_up_late)
+    client = _token_client(make_client, provider, kind, operator=operator,
+                           operator_interval_s=0.05)  # fmt: skip
     order = order_id()
     result = client.pay(order, 1500)
     assert result.state == "captured"
