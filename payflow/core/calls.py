@@ -171,7 +171,7 @@ def call(
         if outcome.__class__ is Response and outcome.status == 401:
             outcome = yield from _after_401(
                 request, outcome, reference, attempt,
-                lambda at, sent=request: policy.attempt_timeout(sent, at - start),
+                _attempt_timeout(policy, request, start),
             )  # fmt: skip
         now = yield _NOW
         status = outcome.status if isinstance(outcome, Response) else None
@@ -215,6 +215,13 @@ def call(
         if per_attempt:
             # The anti-pattern modelled by naive strategies: the provider sees a new payment.
             request = replace(request, idempotency_key=new_key(ctx.rng))
+
+
+def _attempt_timeout(
+    policy: RetryPolicy, request: Request, start: float
+) -> Callable[[float], float | None]:
+    """The timeout an attempt of ``request`` starting at a given time gets (or ``None``)."""
+    return lambda at: policy.attempt_timeout(request, at - start)
 
 
 def _after_401(
