@@ -76,6 +76,9 @@ class Order:
         "calls",
         "clicks",
         "email_at",
+        "email_gave_up_at",
+        "email_outcome",
+        "email_patience",
         "email_promised_at",
         "feedback",
         "feedback_at",
@@ -89,6 +92,7 @@ class Order:
         "left_at",
         "order_id",
         "outcome",
+        "outcome_at",
         "patience",
         "poll_retries",
         "rechecks",
@@ -96,7 +100,10 @@ class Order:
         "retries",
         "settled",
         "submits",
+        "support_contact",
+        "support_draw",
         "timeouts",
+        "told",
         "trace",
     )
 
@@ -126,6 +133,18 @@ class Order:
         self.fulfilled_at: float | None = None
         self.email_at: float | None = None
         self.email_promised_at: float | None = None
+        self.email_outcome = ""
+        #: How long this customer waits for a promised email before giving up on the
+        #: shop, and the uniform draw that decides whether they then contact support
+        #: (both drawn up front from their own stream: see ``Day``).
+        self.email_patience = math.inf
+        self.support_draw = 1.0
+        self.email_gave_up_at: float | None = None
+        self.support_contact = False
+        #: When the customer first knew the final outcome (a "success"/"failed" page or
+        #: the outcome email), and what their last such message said ("success"/"failed").
+        self.outcome_at: float | None = None
+        self.told = ""
         self.outcome = ""
         self.inflight: simpy.Event | None = None
         self.settled: simpy.Event | None = None
@@ -192,6 +211,7 @@ class Day:
             random.Random(f"{seed}:ledger"),
             scenario.payer,
             require_idempotency_key=strategy.provider_requires_key,
+            reservation_expiry_s=scenario.reservation_expiry_s,
         )
         self.provider = ProviderModel(
             env,
@@ -208,6 +228,7 @@ class Day:
         self.backend_rng = random.Random(f"{seed}:backend")
         self.customer_rng = random.Random(f"{seed}:customers")
         self.orders = _draw_orders(scenario, random.Random(f"{seed}:arrivals"), trace)
+        _draw_email_patience(scenario, self.orders, random.Random(f"{seed}:email-patience"))
         self.by_id = {o.order_id: o for o in self.orders}
         self.up = True
         self.customers_active = 0
@@ -284,11 +305,35 @@ class Day:
         if message in DEFINITE:
             if message == "email" and order.email_promised_at is None:
                 order.email_promised_at = now
+                self._await_email(order)
+            elif message != "email":
+                order.told = message
+                if order.outcome_at is None:
+                    order.outcome_at = now
             if order.feedback_at is None:
                 order.feedback_at = now
                 order.feedback = message
             return True
         return False
+
+    def _await_email(self, order: Order) -> None:
+        """The customer was promised an email: after their own patience without one they
+        give up on the shop (order elsewhere), and some of them contact support."""
+        if not math.isfinite(order.email_patience):
+            return
+
+        def lapse(_: simpy.Event) -> None:
+            if order.email_at is not None:
+                return
+            now = self.env.now
+            order.email_gave_up_at = now
+            order.gave_up = True
+            order.note(now, "customer", "no email yet: gives up on the shop")
+            if order.support_draw < self.scenario.customers.contact_support:
+                order.support_contact = True
+                order.note(now, "customer", "contacts support")
+
+        self.env.timeout(order.email_patience).callbacks.append(lapse)
 
     def _leave(self, order: Order, gave_up: bool) -> None:
         now = self.env.now
@@ -488,7 +533,7 @@ class Day:
             and (strategy.mode == "async" or order.email_promised_at is not None)
         ):
             # The status page (or a "we will email you" page) promised the outcome.
-            self._email(order)
+            self._email(order, message)
         if strategy.mode == "async" and order.settled is not None and message != "error":
             _settle(order.settled, message)
 
@@ -497,10 +542,16 @@ class Day:
             order.fulfilled_at = self.env.now
             order.note(self.env.now, "backend", "order shipped")
 
-    def _email(self, order: Order) -> None:
+    def _email(self, order: Order, outcome: str) -> None:
+        """Email the outcome (``"success"`` or ``"failed"``); one email per order."""
         if order.email_at is None:
-            order.email_at = self.env.now
-            order.note(self.env.now, "email", "outcome emailed")
+            now = self.env.now
+            order.email_at = now
+            order.email_outcome = outcome
+            order.told = outcome
+            if order.outcome_at is None:
+                order.outcome_at = now
+            order.note(now, "email", f"outcome emailed: {outcome}")
 
     # ------------------------------------------------------------ reconciliation
     def _reconciler(self) -> Generator[simpy.Event, Any, None]:
@@ -575,7 +626,7 @@ class Day:
             self._fulfil(order)
             order.outcome = "paid"
             journal.records.pop(key, None)
-            self._email(order)
+            self._email(order, "success")
             if order.settled is not None:
                 _settle(order.settled, "success")
         elif result.action == "reported":
@@ -595,7 +646,7 @@ class Day:
         elif result.action != "kept" and result.operation == "pay" and order.fulfilled_at is None:
             order.outcome = "failed"
             if self.strategy.email:
-                self._email(order)
+                self._email(order, "failed")
             if order.settled is not None:
                 _settle(order.settled, "failed")
 
@@ -649,6 +700,20 @@ class Day:
 def _settle(event: simpy.Event, value: Any) -> None:
     if not event.triggered:
         event.succeed(value)
+
+
+def _draw_email_patience(scenario: Scenario, orders: list[Order], rng: random.Random) -> None:
+    """Each customer's patience for a promised email, and their support-contact draw.
+
+    Two draws per order from a stream of their own, whatever the strategy, so
+    the same people wait under every strategy and the other streams are untouched.
+    """
+    c = scenario.customers
+    mu = math.log(c.email_patience_median_s)
+    low, high = c.email_patience_range_s
+    for order in orders:
+        order.email_patience = min(high, max(low, rng.lognormvariate(mu, c.email_patience_sigma)))
+        order.support_draw = rng.random()
 
 
 def _draw_orders(scenario: Scenario, rng: random.Random, trace: bool) -> list[Order]:

@@ -42,7 +42,7 @@ from typing import Any
 
 from payflow._data import load_toml, shipped_names
 from payflow.provider.faults import DAY_S, FaultProfile, load_profile
-from payflow.provider.ledger import PayerModel
+from payflow.provider.ledger import DEFAULT_RESERVATION_EXPIRY_S, PayerModel
 
 __all__ = [
     "Backend",
@@ -152,6 +152,19 @@ class Customers:
     "taking longer" notice multiplies patience by ``spinner_patience`` and the
     click-again habit by ``spinner_click``. Nobody submits more than
     ``max_submits`` times.
+
+    A customer promised an email ("we will email you", or a status page with
+    email) waits for it a patience of their own: lognormal with median
+    ``email_patience_median_s`` and shape ``email_patience_sigma``, clipped to
+    ``email_patience_range_s``. With no email by then they give up on the shop
+    (they may order elsewhere: a lost sale if nothing is charged, a silent
+    charge if the order later ships on their money), and ``contact_support`` of
+    them contact the shop's support. The defaults are an assumption, not a
+    measurement: the median customer checks their inbox for about an hour.
+
+    ``hold_notice_s`` is how long a second hold on a customer's money must last
+    to count as a duplicate hold: an hour is long enough for the customer to see
+    both holds in their banking app and contact the shop (an assumption).
     """
 
     patience_median_s: float = 30.0
@@ -165,9 +178,21 @@ class Customers:
     spinner_click: float = 0.3
     max_submits: int = 3
     think_s: float = 1.0
+    email_patience_median_s: float = 3600.0
+    email_patience_sigma: float = 1.0
+    email_patience_range_s: tuple[float, float] = (300.0, 7 * 86_400.0)
+    contact_support: float = 0.3
+    hold_notice_s: float = 3600.0
 
     def __post_init__(self) -> None:
-        for name in ("click_again", "reload", "retry_after_error", "double_click", "spinner_click"):
+        for name in (
+            "click_again",
+            "reload",
+            "retry_after_error",
+            "double_click",
+            "spinner_click",
+            "contact_support",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(
@@ -175,20 +200,24 @@ class Customers:
                 )
         if self.click_again + self.reload > 1.0:
             raise ValueError("customers.click_again + customers.reload: must not exceed 1")
-        for name in ("patience_median_s", "spinner_patience"):
+        for name in ("patience_median_s", "spinner_patience", "email_patience_median_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"customers.{name}: must be > 0, got {getattr(self, name)!r}")
-        if not self.patience_sigma >= 0:
-            raise ValueError(f"customers.patience_sigma: must be >= 0, got {self.patience_sigma!r}")
-        low, high = self.patience_range_s
-        if not 0 < low <= high:
-            raise ValueError("customers.patience_range_s: must be [min, max] with 0 < min <= max")
+        for name in ("patience_sigma", "email_patience_sigma"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"customers.{name}: must be >= 0, got {getattr(self, name)!r}")
+        for name in ("patience_range_s", "email_patience_range_s"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"customers.{name}: must be [min, max] with 0 < min <= max")
         if isinstance(self.max_submits, bool) or not (
             isinstance(self.max_submits, int) and self.max_submits >= 1
         ):
             raise ValueError(
                 f"customers.max_submits: must be an integer >= 1, got {self.max_submits!r}"
             )
+        if not (math.isfinite(self.hold_notice_s) and self.hold_notice_s >= 0):
+            raise ValueError(f"customers.hold_notice_s: must be >= 0, got {self.hold_notice_s!r}")
         if not self.think_s >= 0:
             raise ValueError(f"customers.think_s: must be >= 0, got {self.think_s!r}")
 
@@ -230,6 +259,10 @@ class Scenario:
     read_latency: float = 1.0
     queue_limit: int | None = None
     backend: Backend = field(default_factory=Backend)
+    #: How long an uncaptured reservation holds the payer's money before the provider
+    #: releases it (``[provider] reservation_expiry_s``; default 7 days, see
+    #: :data:`payflow.provider.ledger.DEFAULT_RESERVATION_EXPIRY_S` for the source).
+    reservation_expiry_s: float = DEFAULT_RESERVATION_EXPIRY_S
 
     def profile(self) -> FaultProfile:
         """The provider's fault profile (``faults`` names one in ``data/faults/``)."""
@@ -318,7 +351,7 @@ def _customers(table: Mapping[str, Any]) -> Customers:
     values: dict[str, Any] = {}
     for key, value in table.items():
         where = f"customers.{key}"
-        if key == "patience_range_s":
+        if key in ("patience_range_s", "email_patience_range_s"):
             values[key] = _pair(value, where)
         elif key == "max_submits":
             if isinstance(value, bool) or not isinstance(value, int):
@@ -329,8 +362,18 @@ def _customers(table: Mapping[str, Any]) -> Customers:
     return _build(Customers, values, "customers")  # type: ignore[no-any-return]
 
 
-def _provider(table: Mapping[str, Any]) -> tuple[str, PayerModel, float, int | None]:
-    _check_keys(table, {"faults", "payer", "read_latency", "queue_limit"}, "provider")
+def _provider(table: Mapping[str, Any]) -> tuple[str, PayerModel, float, int | None, float]:
+    _check_keys(
+        table,
+        {"faults", "payer", "read_latency", "queue_limit", "reservation_expiry_s"},
+        "provider",
+    )
+    expiry = _number(
+        table.get("reservation_expiry_s", DEFAULT_RESERVATION_EXPIRY_S),
+        "provider.reservation_expiry_s",
+    )
+    if not (math.isfinite(expiry) and expiry > 0):
+        raise ValueError(f"provider.reservation_expiry_s: must be > 0 seconds, got {expiry!r}")
     queue_limit = table.get("queue_limit")
     if queue_limit is not None and (
         isinstance(queue_limit, bool) or not isinstance(queue_limit, int) or queue_limit < 0
@@ -349,7 +392,7 @@ def _provider(table: Mapping[str, Any]) -> tuple[str, PayerModel, float, int | N
         where = f"provider.payer.{key}"
         values[key] = _pair(value, where) if key == "decide_after_s" else _number(value, where)
     payer = _build(PayerModel, values, "provider.payer")
-    return faults, payer, read_latency, queue_limit
+    return faults, payer, read_latency, queue_limit, expiry
 
 
 def _backend(table: Mapping[str, Any]) -> Backend:
@@ -378,7 +421,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         description = data.get("description", "")
         if not isinstance(description, str):
             raise ValueError("description: must be a string")
-        faults, payer, read_latency, queue_limit = _provider(_table(data, "provider"))
+        faults, payer, read_latency, queue_limit, expiry = _provider(_table(data, "provider"))
         scenario = Scenario(
             name=name,
             description=" ".join(description.split()),
@@ -389,6 +432,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
             read_latency=read_latency,
             queue_limit=queue_limit,
             backend=_backend(_table(data, "backend")),
+            reservation_expiry_s=expiry,
         )
         try:
             scenario.profile()
