@@ -91,6 +91,7 @@ ORDER_COLUMNS = (
     "silent_charge",
     "orphan_charge",
     "lost_sale",
+    "cost",
     "unresolved",
     "free_order",
     "unhappy_customer",
@@ -147,6 +148,7 @@ def order_frame(day: Day) -> pd.DataFrame:
     in_journal = {record.reference for record in day.journal.records.values()}
     rows: dict[str, list[Any]] = {name: [] for name in ORDER_COLUMNS}
     notice = day.scenario.customers.hold_notice_s
+    costs = day.scenario.costs
     for order in day.orders:
         payments = payments_of.get(order.order_id, [])
         money = money_of(payments, refund_times)
@@ -168,6 +170,17 @@ def order_frame(day: Day) -> pd.DataFrame:
         unhappy_3 = twice and order.submits > 1
         # Silent takes priority in the one-label column; the booleans do not hide.
         unhappy = 1 if silent else (2 if unhappy_2 else (3 if unhappy_3 else 0))
+        orphan = charged > 0 and not fulfilled
+        lost = order.gave_up and charged == 0
+        contact = duplicate or orphan or silent or told_failed or order.support_contact
+        hand_refunds = charged if orphan else (charged - 1 if duplicate else 0)
+        cost = (
+            costs.provider_call * order.calls
+            + costs.refund * (refunds_of.get(order.order_id, 0) + hand_refunds)
+            + costs.support_contact * contact
+            + costs.held_reservation * (duplicate_hold or orphan_hold)
+            + (order.amount * costs.lost_sale_margin_pct // 100 if lost else 0)
+        )
         values = {
             "order_id": order.order_id,
             "arrival_s": order.arrival,
@@ -188,8 +201,9 @@ def order_frame(day: Day) -> pd.DataFrame:
             "told_failed_but_charged": told_failed,
             "orphan_hold": orphan_hold,
             "silent_charge": silent,
-            "orphan_charge": charged > 0 and not fulfilled,
-            "lost_sale": order.gave_up and charged == 0,
+            "orphan_charge": orphan,
+            "lost_sale": lost,
+            "cost": cost,
             "unresolved": waiting or order.order_id in in_journal,
             "free_order": fulfilled and charged == 0,
             "unhappy_customer": unhappy,
@@ -403,6 +417,10 @@ def summarize(frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int) -
     out["fulfilled"] = fulfilled
     out["fulfilled_rate"] = _rate(fulfilled, n)
     out["payments"] = int(frame["payments"].sum())
+    # Money: integer minor units of the scenario's currency; the mean rounded to a unit.
+    cost_total = int(frame["cost"].sum())
+    out["cost_total"] = cost_total
+    out["cost_per_order"] = round(cost_total / n) if n else 0
     return out
 
 

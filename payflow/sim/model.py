@@ -3,7 +3,8 @@
 The pieces, all on one :class:`simpy.Environment` whose clock is seconds since
 midnight of the simulated day:
 
-* **arrivals** -- exactly ``traffic.orders`` first clicks, drawn over the day
+* **arrivals** -- exactly ``traffic.day_orders`` first clicks (the day's real
+  load; a run tracks a sample of them), drawn over the day
   from the diurnal curve by thinning;
 * **customers** -- click submit and watch the page. When their patience runs
   out with nothing definite on screen they click again (unhappy customer 3),
@@ -90,6 +91,7 @@ class Order:
         "keys_sent",
         "last_page",
         "left_at",
+        "locked",
         "order_id",
         "outcome",
         "outcome_at",
@@ -147,6 +149,8 @@ class Order:
         self.told = ""
         self.outcome = ""
         self.inflight: simpy.Event | None = None
+        #: Locked with no answer from the provider (``Strategy.lock_until_answer``).
+        self.locked = False
         self.settled: simpy.Event | None = None
         self.trace: list[Any] | None = [] if trace else None
 
@@ -202,13 +206,17 @@ class Day:
         seed: int = 0,
         *,
         trace: bool = True,
+        replica: int = 0,
     ) -> None:
         self.scenario = scenario
         self.strategy = strategy
         self.seed = seed
+        self.replica = replica
+        # Replica 0 is the seed's day; replica k > 0 another, independent day like it.
+        stream = f"{seed}" if replica == 0 else f"{seed}/{replica}"
         self.env = env = simpy.Environment()
         self.ledger = Ledger(
-            random.Random(f"{seed}:ledger"),
+            random.Random(f"{stream}:ledger"),
             scenario.payer,
             require_idempotency_key=strategy.provider_requires_key,
             reservation_expiry_s=scenario.reservation_expiry_s,
@@ -217,7 +225,7 @@ class Day:
             env,
             self.ledger,
             scenario.profile(),
-            random.Random(f"{seed}:faults"),
+            random.Random(f"{stream}:faults"),
             read_latency=scenario.read_latency,
             queue_limit=scenario.queue_limit,
             on_commit=self._on_commit if trace else None,
@@ -225,10 +233,15 @@ class Day:
         self.journal = Journal()
         self.io = FlowIO(env, self.provider.submit, self.journal)
         self.budget = strategy.new_budget()
-        self.backend_rng = random.Random(f"{seed}:backend")
-        self.customer_rng = random.Random(f"{seed}:customers")
-        self.orders = _draw_orders(scenario, random.Random(f"{seed}:arrivals"), trace)
-        _draw_email_patience(scenario, self.orders, random.Random(f"{seed}:email-patience"))
+        self.backend_rng = random.Random(f"{stream}:backend")
+        self.customer_rng = random.Random(f"{stream}:customers")
+        self.orders = _draw_orders(
+            scenario,
+            random.Random(f"{stream}:arrivals"),
+            trace,
+            first=replica * scenario.traffic.day_orders + 1,
+        )
+        _draw_email_patience(scenario, self.orders, random.Random(f"{stream}:email-patience"))
         self.by_id = {o.order_id: o for o in self.orders}
         self.up = True
         self.customers_active = 0
@@ -464,7 +477,7 @@ class Day:
             if order.settled is None:
                 order.settled = simpy.Event(env)
             if not (strategy.dedupe_paid and order.fulfilled_at is not None) and not (
-                strategy.order_lock and order.inflight is not None
+                strategy.order_lock and (order.inflight is not None or order.locked)
             ):
                 self._start_payment(order)
             env.timeout(accept).callbacks.append(lambda _: _settle(page, "accepted"))
@@ -472,6 +485,10 @@ class Day:
         if strategy.dedupe_paid and order.fulfilled_at is not None:
             order.note(env.now, "backend", "order already paid")
             env.timeout(accept).callbacks.append(lambda _: _settle(page, "success"))
+            return page
+        if strategy.order_lock and order.locked and order.inflight is None:
+            order.note(env.now, "backend", "order locked: no answer from the provider yet")
+            env.timeout(accept).callbacks.append(lambda _: _settle(page, "error"))
             return page
         if strategy.order_lock and order.inflight is not None:
             order.note(env.now, "backend", "order locked: waits for the payment in flight")
@@ -513,6 +530,7 @@ class Day:
             except (OutcomeUnknown, ConflictError):
                 order.outcome = "unknown"
                 message = "email" if strategy.email else "error"
+                order.locked = strategy.lock_until_answer
             else:
                 order.outcome = "paid"
                 message = "success"
@@ -521,6 +539,7 @@ class Day:
         except simpy.Interrupt:
             order.note(env.now, "backend", "pay flow killed by a crash")
             message = "error"
+            order.locked = strategy.lock_until_answer
         finally:
             if active is not None:
                 self.workers.pop(active, None)
@@ -620,6 +639,8 @@ class Day:
             self._recheck_due[key] = (env.now + wait, failures)
         else:
             self._recheck_due.pop(key, None)
+        if result.action != "kept" and result.operation == "pay":
+            order.locked = False  # the provider has answered
         if result.action == "reported" and order.fulfilled_at is None and order.outcome != "failed":
             # Money taken that no flow claimed, for an order still open: it is this
             # order's payment (approved late) -- ship, email the customer, forget.
@@ -716,19 +737,23 @@ def _draw_email_patience(scenario: Scenario, orders: list[Order], rng: random.Ra
         order.support_draw = rng.random()
 
 
-def _draw_orders(scenario: Scenario, rng: random.Random, trace: bool) -> list[Order]:
+def _draw_orders(
+    scenario: Scenario, rng: random.Random, trace: bool, first: int = 1
+) -> list[Order]:
     """Arrival times by thinning the diurnal curve, plus amount and patience per order.
 
-    Exactly ``traffic.orders`` arrivals: candidates uniform over the day are
-    kept with probability ``weight(t) / max weight`` (the arrival times of a
-    Poisson process given its count).
+    Exactly ``traffic.day_orders`` arrivals (the day's real load): candidates
+    uniform over the day are kept with probability ``weight(t) / max weight``
+    (the arrival times of a Poisson process given its count). Orders are
+    numbered from ``first``.
     """
     traffic, customers = scenario.traffic, scenario.customers
     peak = max(w for _, w in traffic.diurnal)
     weight = traffic.rate_weight
     times: list[float] = []
     random_ = rng.random
-    while len(times) < traffic.orders:
+    count = traffic.day_orders
+    while len(times) < count:
         t = random_() * DAY_S
         if random_() * peak < weight(t):
             times.append(t)
@@ -740,5 +765,5 @@ def _draw_orders(scenario: Scenario, rng: random.Random, trace: bool) -> list[Or
     for i, t in enumerate(times):
         amount = rng.randint(low, high)
         patience = min(p_high, max(p_low, rng.lognormvariate(mu, customers.patience_sigma)))
-        orders.append(Order(i + 1, t, amount, patience, trace))
+        orders.append(Order(first + i, t, amount, patience, trace))
     return orders

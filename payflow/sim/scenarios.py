@@ -46,6 +46,7 @@ from payflow.provider.ledger import DEFAULT_RESERVATION_EXPIRY_S, PayerModel
 
 __all__ = [
     "Backend",
+    "Costs",
     "Customers",
     "Scenario",
     "Traffic",
@@ -85,6 +86,14 @@ def parse_time_of_day(value: Any, where: str) -> float:
 class Traffic:
     """How many orders arrive, when, and for how much.
 
+    ``orders_per_day`` is the load in real terms: the shop's first clicks in one
+    day, all of which reach the provider (whose capacity they share). ``orders``
+    is only the sample: how many orders a run tracks and reports. A run
+    simulates whole days of ``orders_per_day`` orders -- as many independent
+    days as the sample needs -- and tracks ``orders`` of them drawn at random,
+    so rates do not depend on the sample size. ``orders_per_day`` defaults to
+    ``orders`` (``day_orders`` gives the value in force).
+
     ``diurnal`` is a piecewise-linear curve of relative arrival rate over the
     time of day, as ``(seconds_since_midnight, weight)`` pairs; arrivals are
     drawn from it by thinning (rejection against its peak).
@@ -103,8 +112,19 @@ class Traffic:
         (23 * 3600.0, 0.4),
         (DAY_S, 0.1),
     )
+    orders_per_day: int | None = None
+
+    @property
+    def day_orders(self) -> int:
+        """The day's real load: ``orders_per_day``, or ``orders`` when it is not set."""
+        return self.orders if self.orders_per_day is None else self.orders_per_day
 
     def __post_init__(self) -> None:
+        per_day = self.orders_per_day
+        if per_day is not None and (
+            isinstance(per_day, bool) or not isinstance(per_day, int) or per_day < 1
+        ):
+            raise ValueError(f"traffic.orders_per_day: must be an integer >= 1, got {per_day!r}")
         if isinstance(self.orders, bool) or not isinstance(self.orders, int) or self.orders < 1:
             raise ValueError(f"traffic.orders: must be an integer >= 1, got {self.orders!r}")
         low, high = self.amount
@@ -247,6 +267,51 @@ class Backend:
 
 
 @dataclass(frozen=True, slots=True)
+class Costs:
+    """What each harm, lost sale and provider call costs the shop, in minor units of
+    ``traffic.currency`` (integers). The defaults are assumptions for a Danish web
+    shop paying in øre, not measurements; set them from your own books:
+
+    * ``support_contact`` 7500 (75 DKK): one customer contact, about ten minutes of
+      a support agent at a loaded cost of 450 DKK an hour;
+    * ``refund`` 2500 (25 DKK): handling one refund (finding it, issuing it,
+      bookkeeping);
+    * ``held_reservation`` 2500 (25 DKK): a customer's money held for days by the
+      shop for nothing (a duplicate or orphan hold): an explanation by email, and
+      some goodwill;
+    * ``lost_sale_margin_pct`` 25: the share of the order amount a lost sale
+      costs (the margin);
+    * ``provider_call`` 10 (0.10 DKK): one call to the provider (infrastructure,
+      and API fees where the provider charges per call).
+
+    Per order (see ``docs/simulation.md``): every provider call; every refund the
+    reconciliation issued, plus the refunds support must make by hand (each
+    extra capture of a duplicate charge, every capture of an orphan charge); one
+    support contact for a duplicate charge, an orphan charge, a silent charge, a
+    "failed" message with money kept, or a customer who gave up waiting for a
+    promised email and contacted support; a held reservation for a duplicate or
+    orphan hold; the margin of a lost sale.
+    """
+
+    support_contact: int = 7500
+    refund: int = 2500
+    held_reservation: int = 2500
+    lost_sale_margin_pct: int = 25
+    provider_call: int = 10
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(
+                    f"costs.{f.name}: must be an integer >= 0 (minor units), got {value!r}"
+                )
+        if self.lost_sale_margin_pct > 100:
+            margin = self.lost_sale_margin_pct
+            raise ValueError(f"costs.lost_sale_margin_pct: must be at most 100, got {margin!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """A day: traffic, customers, the provider (fault profile + payer) and the backend."""
 
@@ -263,19 +328,29 @@ class Scenario:
     #: releases it (``[provider] reservation_expiry_s``; default 7 days, see
     #: :data:`payflow.provider.ledger.DEFAULT_RESERVATION_EXPIRY_S` for the source).
     reservation_expiry_s: float = DEFAULT_RESERVATION_EXPIRY_S
+    costs: Costs = field(default_factory=Costs)
 
     def profile(self) -> FaultProfile:
         """The provider's fault profile (``faults`` names one in ``data/faults/``)."""
         return load_profile(self.faults)
 
     def with_orders(self, orders: int) -> Scenario:
-        """The same day with ``orders`` orders (the arrival rate scales with it)."""
+        """The same day (the same load on the provider) with ``orders`` orders tracked."""
         from dataclasses import replace
 
-        return replace(self, traffic=replace(self.traffic, orders=orders))
+        traffic = self.traffic
+        return replace(
+            self, traffic=replace(traffic, orders=orders, orders_per_day=traffic.day_orders)
+        )
+
+    def with_load(self, orders_per_day: int) -> Scenario:
+        """A busier or quieter day: ``orders_per_day`` real orders (the sample keeps its size)."""
+        from dataclasses import replace
+
+        return replace(self, traffic=replace(self.traffic, orders_per_day=orders_per_day))
 
 
-_SECTIONS = {"name", "description", "traffic", "customers", "provider", "backend"}
+_SECTIONS = {"name", "description", "traffic", "customers", "provider", "backend", "costs"}
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -321,11 +396,14 @@ def _build(cls: type[Any], values: dict[str, Any], where: str) -> Any:
 def _traffic(table: Mapping[str, Any]) -> Traffic:
     _check_keys(table, {f.name for f in fields(Traffic)}, "traffic")
     values: dict[str, Any] = {}
-    if "orders" in table:
-        orders = table["orders"]
-        if isinstance(orders, bool) or not isinstance(orders, int):
-            raise ValueError(f"traffic.orders: must be an integer, got {orders!r}")
-        values["orders"] = orders
+    for key in ("orders", "orders_per_day"):
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"traffic.{key}: must be an integer, got {value!r}")
+            values[key] = value
+    if "orders_per_day" in values and "orders" not in values:
+        values["orders"] = values["orders_per_day"]  # track the whole day by default
     if "amount" in table:
         values["amount"] = _pair(table["amount"], "traffic.amount", integer=True)
     if "currency" in table:
@@ -411,6 +489,11 @@ def _backend(table: Mapping[str, Any]) -> Backend:
     return _build(Backend, values, "backend")  # type: ignore[no-any-return]
 
 
+def _costs(table: Mapping[str, Any]) -> Costs:
+    _check_keys(table, {f.name for f in fields(Costs)}, "costs")
+    return _build(Costs, dict(table), "costs")  # type: ignore[no-any-return]
+
+
 def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
     """Build a :class:`Scenario` from decoded TOML; errors name ``source`` and the field."""
     try:
@@ -433,6 +516,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
             queue_limit=queue_limit,
             backend=_backend(_table(data, "backend")),
             reservation_expiry_s=expiry,
+            costs=_costs(_table(data, "costs")),
         )
         try:
             scenario.profile()

@@ -255,3 +255,42 @@ def test_the_expiry_is_a_scenario_field() -> None:
     assert load_scenario("calm-day").reservation_expiry_s == DEFAULT_RESERVATION_EXPIRY_S
     with pytest.raises(ValueError, match=r"provider\.reservation_expiry_s"):
         parse_scenario({"provider": {"reservation_expiry_s": -1}}, "x.toml")
+
+
+# ------------------------------------------------------------------ cost
+def test_cost_per_order_prices_each_harm_from_the_scenario() -> None:
+    s = Script()
+    clean, double, lost = s.order(), s.order(), s.order()
+    s.capture(s.pay(clean, 0.0), 2.0)
+    _shipped(clean, 2.0)
+    _shown(clean, "success", 2.0)
+    for at in (0.0, 10.0):
+        s.capture(s.pay(double, at), at + 2.0)
+    _shipped(double, 12.0)
+    _shown(double, "success", 12.0)
+    lost.gave_up = True
+    clean.calls, double.calls, lost.calls = 4, 9, 3
+    frame = s.frame(end=HOUR)
+    costs = load_scenario("calm-day").costs
+    assert frame.loc[clean.order_id, "cost"] == 4 * costs.provider_call
+    # A double capture: a refund by hand and a support contact, plus its calls.
+    assert frame.loc[double.order_id, "cost"] == (
+        9 * costs.provider_call + costs.refund + costs.support_contact
+    )
+    assert frame.loc[lost.order_id, "cost"] == (
+        3 * costs.provider_call + lost.amount * costs.lost_sale_margin_pct // 100
+    )
+    summary = summarize(frame.reset_index(), scenario="x", strategy="y", seed=0)
+    assert summary["cost_total"] == int(frame["cost"].sum())
+    assert isinstance(summary["cost_per_order"], int)
+    assert summary["cost_per_order"] == round(summary["cost_total"] / 3)
+
+
+def test_prices_are_scenario_fields_in_integer_minor_units() -> None:
+    from payflow.sim import parse_scenario
+
+    sc = parse_scenario({"costs": {"support_contact": 12000, "provider_call": 0}}, "x.toml")
+    assert (sc.costs.support_contact, sc.costs.provider_call, sc.costs.refund) == (12000, 0, 2500)
+    for bad in ({"refund": 12.5}, {"refund": -1}, {"lost_sale_margin_pct": 101}, {"tip": 1}):
+        with pytest.raises(ValueError, match=r"costs\."):
+            parse_scenario({"costs": bad}, "x.toml")

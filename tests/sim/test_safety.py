@@ -132,7 +132,7 @@ def test_exercise_retries_at_fixed_intervals_multiply_load_on_a_slow_provider() 
     # No jitter, no retry budget, no backoff between rechecks: several times the calls.
     exercise = total("slow-provider-day", "exercise", "provider_calls")
     recommended = total("slow-provider-day", "recommended", "provider_calls")
-    assert exercise > 2 * recommended
+    assert exercise > 1.5 * recommended
 
 
 # ---------------------------------------------------------------- ablations
@@ -156,7 +156,7 @@ def test_timeouts_alone_turn_double_charges_into_orphan_holds() -> None:
     naive = "slow-provider-day", "naive"
     only = "slow-provider-day", "timeout-only"
     assert twice(*only) < twice(*naive)
-    assert total(*only, "orphan_holds") > 2 * total(*naive, "orphan_holds")
+    assert total(*only, "orphan_holds") > 1.5 * total(*naive, "orphan_holds")
 
 
 def test_recheck_alone_refunds_but_without_keys_refunds_orders_it_shipped() -> None:
