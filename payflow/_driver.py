@@ -8,12 +8,13 @@ effects that need no network (clock, journal, hooks). The clients in
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ from payflow.core import api
 from payflow.core.backoff import Rng
 from payflow.core.budget import RetryBudget
 from payflow.core.calls import Context, Policy
-from payflow.core.errors import InvalidRequest
+from payflow.core.errors import InvalidRequest, PaymentInProgress
 from payflow.core.messages import (
     Call,
     Effect,
@@ -37,13 +38,34 @@ from payflow.core.messages import (
     Save,
     TimedOut,
 )
-from payflow.journal import Journal, MemoryJournal, SqliteJournal, owner_id
+from payflow.core.replies import PaymentStatus, Refund
+from payflow.journal import (
+    Journal,
+    JournalEntry,
+    MemoryJournal,
+    SqliteJournal,
+    leased_elsewhere,
+    owner_alive,
+    owner_id,
+)
 
 __all__ = ["Engine", "PaymentStatus", "Refund", "Run", "testing_active", "testing_depth"]
 
 _log = logging.getLogger("payflow.client")
 _VERSION = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}")
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+_REDACTED = "[redacted]"
+
+
+def _redact(value: Any, token: str) -> Any:
+    """``value`` (decoded JSON) with every occurrence of ``token`` in its strings redacted."""
+    if isinstance(value, str):
+        return value.replace(token, _REDACTED)
+    if isinstance(value, dict):
+        return {_redact(k, token): _redact(v, token) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, token) for v in value]
+    return value
 #: How many ``test_mode()`` blocks are open (stamina-style global switch).
 testing_depth = [0]
 
@@ -51,74 +73,6 @@ testing_depth = [0]
 def testing_active() -> bool:
     """True inside :func:`payflow.client.test_mode`."""
     return testing_depth[0] > 0
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentStatus:
-    """The provider's view of one payment (``status()``, ``cancel()``).
-
-    ``state`` is the provider's: initiated, reserved, captured, declined,
-    cancelled or expired. ``cancel()`` returns "cancelled" only when the
-    provider confirmed it; otherwise the real state it found.
-    """
-
-    payment_id: str
-    order_id: str
-    state: str
-    amount: int
-    currency: str
-    refunded_amount: int = 0
-    poll_delay_ms: int | None = None
-
-    @property
-    def money_taken(self) -> bool:
-        """True if the payer's money is reserved or captured."""
-        return self.state in api.MONEY_TAKEN_STATES
-
-    @property
-    def final(self) -> bool:
-        """True if the state can no longer change (refunds aside)."""
-        return self.state in api.FINAL_PAYMENT_STATES
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any], payment_id: str = "") -> PaymentStatus:
-        """Read a payment body from the wire (camelCase) into a status."""
-        delay = body.get("pollDelayInMs")
-        return cls(
-            payment_id=str(body.get("paymentId") or payment_id),
-            order_id=str(body.get("orderId") or ""),
-            state=api.payment_state(body),
-            amount=_int(body.get("amount")),
-            currency=str(body.get("currency") or ""),
-            refunded_amount=_int(body.get("refundedAmount")),
-            poll_delay_ms=delay if isinstance(delay, int) and not isinstance(delay, bool) else None,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Refund:
-    """A refund the provider accepted."""
-
-    refund_id: str
-    payment_id: str
-    amount: int
-    reference: str
-    state: str
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> Refund:
-        """Read a refund body from the wire."""
-        return cls(
-            refund_id=str(body.get("refundId") or ""),
-            payment_id=str(body.get("paymentId") or ""),
-            amount=_int(body.get("amount")),
-            reference=str(body.get("reference") or ""),
-            state=str(body.get("state") or "completed"),
-        )
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 @dataclass(slots=True, eq=False)
@@ -165,6 +119,31 @@ def open_journal(journal: object) -> tuple[Journal, bool]:
         return journal, False  # type: ignore[return-value]
     raise InvalidRequest(
         "journal", f"must be None, a file path or a journal object, got {type(journal).__name__}"
+    )
+
+
+def _in_progress(
+    record: PendingRecord, entry: JournalEntry, owner: str, journal: object
+) -> PaymentInProgress:
+    """Why a new payment for ``record.reference`` may not start: the record in its way."""
+    other = entry.record
+    alive: Callable[[str], bool] = getattr(journal, "alive", owner_alive)
+    if other.state == "reported":
+        why = "recover() reported a payment for it as taken; acknowledge() it once stored"
+    elif other.state == "recheck":
+        why = "an earlier payment's outcome is not confirmed; settle it with recover() first"
+    elif entry.owner is not None and (
+        entry.owner == owner or leased_elsewhere(entry, owner, alive=alive)
+    ):
+        why = "a payment for it is in progress (here or in another process sharing the journal)"
+    elif other.payment_id:
+        why = "a paid payment for it awaits acknowledge() (or recover())"
+    else:
+        why = "a payment for it was left by a stopped process; run recover() first"
+    return PaymentInProgress(
+        f"order {record.reference!r}: {why}; nothing was sent",
+        reference=record.reference,
+        payment_id=other.payment_id,
     )
 
 
@@ -218,6 +197,7 @@ class Engine:
         self.instance = secrets.token_hex(6)
         self._active: dict[Run, int] = {}
         self._active_lock = threading.Lock()
+        self._token = token
         self._headers = {
             "Authorization": f"Bearer {token}",
             api.CLIENT_ID_HEADER: self.client_id,
@@ -252,27 +232,39 @@ class Engine:
             timeout=call.timeout,
         )
 
-    @staticmethod
-    def outcome(response: httpx.Response) -> Response:
-        """A core :class:`Response` from an httpx response (body ``{}`` unless a JSON object)."""
+    def outcome(self, response: httpx.Response) -> Response:
+        """A core :class:`Response` from an httpx response.
+
+        The body is the decoded JSON object, or ``{}`` for anything else (not
+        JSON, too deeply nested to decode, not an object): the core's reply
+        readers then find it not understood. The token never passes: any
+        provider text that echoes it has it redacted first.
+        """
         body: Any = {}
-        if response.content:
+        content = response.content
+        if content:
             try:
-                body = response.json()
-            except ValueError:
+                body = json.loads(content)
+            except Exception:  # ValueError, UnicodeDecodeError, RecursionError: unreadable
                 body = {}
         if not isinstance(body, dict):
             body = {}
-        return Response(response.status_code, body, dict(response.headers))
+        headers = dict(response.headers)
+        token = self._token
+        if token.encode() in content or b"\\" in content:
+            body = _redact(body, token)
+        if any(token in value for value in headers.values()):
+            headers = {k: v.replace(token, _REDACTED) for k, v in headers.items()}
+        return Response(response.status_code, body, headers)
 
     @staticmethod
-    def failure(exc: httpx.TransportError) -> TimedOut | NotSent:
-        """What a transport error means for money.
+    def failure(exc: httpx.RequestError) -> TimedOut | NotSent:
+        """What a failed request means for money.
 
         Refused connections (and a request that never left the pool) certainly
         did not reach the provider: :class:`NotSent`. Everything else -- a
-        timeout, a reset, a connection closed mid-answer -- may have: the outcome
-        is unknown (:class:`TimedOut`).
+        timeout, a reset, a connection closed mid-answer, a body that cannot be
+        decoded -- may have: the outcome is unknown (:class:`TimedOut`).
         """
         if isinstance(exc, httpx.ConnectError | httpx.PoolTimeout | httpx.UnsupportedProtocol):
             return NotSent(type(exc).__name__)
@@ -296,7 +288,15 @@ class Engine:
             # Noted first: a flow cancelled while the write runs (async: in a thread)
             # still releases the record for recover() (releasing a missing one is a no-op).
             run.saved.add(record.idempotency_key)
-            self.journal.save(record, self.owner, time.time() + self.lease)
+            until = time.time() + self.lease
+            begin = getattr(self.journal, "begin", None) if effect.first else None  # type: ignore[union-attr]
+            if begin is None:
+                self.journal.save(record, self.owner, until)
+                return None
+            in_the_way = begin(record, self.owner, until)
+            if in_the_way is not None:
+                run.saved.discard(record.idempotency_key)
+                raise _in_progress(record, in_the_way, self.owner, self.journal)
             return None
         if kind is Forget:
             key: str = effect.idempotency_key  # type: ignore[union-attr]

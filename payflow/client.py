@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -33,10 +34,10 @@ from payflow.core import flows, validate
 from payflow.core.backoff import Rng
 from payflow.core.budget import RetryBudget
 from payflow.core.calls import Flow, Policy
-from payflow.core.errors import InvalidRequest
+from payflow.core.errors import InvalidRequest, OutcomeUnknown, PayflowError
 from payflow.core.flows import PaymentResult
 from payflow.core.keys import new_key
-from payflow.core.messages import Call, Save, Sleep
+from payflow.core.messages import Call, PendingRecord, Save, Sleep
 from payflow.core.recheck import RecheckResult, recheck
 from payflow.journal import Journal, JournalEntry, SqliteJournal, leased_elsewhere, owner_alive
 
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_log = logging.getLogger("payflow.client")
 Hooks = Iterable[Callable[[Any], object]] | Callable[[Any], object] | None
 JournalArg = str | Any | None  # a path, a journal object, or None (in memory)
 OnPaid = Callable[[PaymentResult], object]
@@ -201,18 +203,31 @@ class _Base:
     def _refund(self, payment_id: str, amount: int, reference: str | None) -> Flow[Refund]:
         ctx = self._engine.ctx
         ref = reference if reference is not None else "refund-" + new_key(ctx.rng)[:23]
-        body = yield from flows.refund(payment_id, amount, ref, ctx)
-        return Refund.from_body(body)
+        return (yield from flows.refund(payment_id, amount, ref, ctx))
 
     def _status(self, payment_id: str) -> Flow[PaymentStatus]:
-        validate.reference(payment_id, "payment_id")
-        body = yield from flows.status(payment_id, self._engine.ctx)
-        return PaymentStatus.from_body(body, payment_id)
+        validate.payment_id(payment_id)
+        return (yield from flows.status(payment_id, self._engine.ctx))
 
     def _cancel(self, payment_id: str) -> Flow[PaymentStatus]:
-        validate.reference(payment_id, "payment_id")
-        body = yield from flows.cancel(payment_id, self._engine.ctx)
-        return PaymentStatus.from_body(body, payment_id)
+        validate.payment_id(payment_id)
+        return (yield from flows.cancel(payment_id, self._engine.ctx))
+
+    @staticmethod
+    def _unexpected(exc: Exception) -> OutcomeUnknown:
+        """A failure that is not payflow's own (a bug, a library surprise) while a flow
+        ran: the journal keeps whatever the flow saved, so it is *outcome unknown*."""
+        _log.error("payflow: unexpected %s while a flow ran", type(exc).__name__, exc_info=exc)
+        return OutcomeUnknown(
+            f"unexpected {type(exc).__name__} while talking to the provider; treat as not "
+            "paid -- the journal keeps any payment for recover()"
+        )
+
+    def _recover_failed(self, record: PendingRecord, exc: Exception) -> RecheckResult:
+        """One record ``recover()`` could not settle: kept, reported, the others go on."""
+        _log.error("recover: record %s kept (%s)", record.reference, exc)
+        ids = (record.payment_id,) if record.payment_id else ()
+        return RecheckResult(record.reference, record.operation, "kept", "error", ids)
 
 
 class PaymentClient(_Base):
@@ -268,7 +283,7 @@ class PaymentClient(_Base):
                     if type(effect) is Call:
                         try:
                             result: Any = engine.outcome(http.send(engine.build(http, effect)))
-                        except httpx.TransportError as exc:
+                        except httpx.RequestError as exc:
                             result = engine.failure(exc)
                     elif type(effect) is Sleep:
                         seconds = engine.sleep_seconds(effect.seconds)
@@ -280,6 +295,12 @@ class PaymentClient(_Base):
                     effect = send(result)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
+            except PayflowError:
+                engine.abandon(run)
+                raise
+            except Exception as exc:
+                engine.abandon(run)
+                raise self._unexpected(exc) from exc
             except BaseException:
                 engine.abandon(run)
                 raise
@@ -364,7 +385,10 @@ class PaymentClient(_Base):
         results: list[RecheckResult] = []
         try:
             for record in records:
-                results.append(self._run(recheck(record, engine.ctx)))
+                try:
+                    results.append(self._run(recheck(record, engine.ctx)))
+                except Exception as exc:  # one record's failure never stops the others
+                    results.append(self._recover_failed(record, exc))
         finally:
             engine.end_recover(records, results)
         return results
@@ -468,7 +492,7 @@ class AsyncPaymentClient(_Base):
                         try:
                             response = await http.send(engine.build(http, effect))
                             result: Any = engine.outcome(response)
-                        except httpx.TransportError as exc:
+                        except httpx.RequestError as exc:
                             result = engine.failure(exc)
                     elif type(effect) is Sleep:
                         await asyncio.sleep(engine.sleep_seconds(effect.seconds))
@@ -478,6 +502,12 @@ class AsyncPaymentClient(_Base):
                     effect = send(result)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
+            except PayflowError:
+                engine.abandon(run)
+                raise
+            except Exception as exc:
+                engine.abandon(run)
+                raise self._unexpected(exc) from exc
             except BaseException:
                 engine.abandon(run)
                 raise
@@ -543,7 +573,10 @@ class AsyncPaymentClient(_Base):
         results: list[RecheckResult] = []
         try:
             for record in records:
-                results.append(await self._run(recheck(record, engine.ctx)))
+                try:
+                    results.append(await self._run(recheck(record, engine.ctx)))
+                except Exception as exc:  # one record's failure never stops the others
+                    results.append(self._recover_failed(record, exc))
         finally:
             engine.end_recover(records, results)
         return results

@@ -9,8 +9,15 @@
      ├── ProviderUnavailable               retries exhausted / retry budget empty;
      │                                     nothing can have reached the provider
      ├── OutcomeUnknown                    maybe charged: treat as not paid; the journal
-     │                                     keeps it and ``recover()`` settles it
-     ├── ConflictError                     a 409 that querying could not reconcile
+     │    │                                keeps it and ``recover()`` settles it
+     │    ├── ReplyNotUnderstood           the provider answered in a way the client could
+     │    │                                not read (not JSON, wrong shape, unknown state)
+     │    └── ProviderMismatch             the reply describes another payment, order,
+     │                                     amount or currency: nothing captured or reported
+     ├── ConflictError                     a 409 the provider's own records explain (no
+     │    │                                money held under this request)
+     │    └── PaymentInProgress            the order already has a payment in the journal;
+     │                                     nothing was sent
      └── JournalError                      the journal file cannot be opened or written
 
 Every error carries the references a support engineer needs --
@@ -41,7 +48,10 @@ from payflow.core.errors import (
     PaymentCancelled,
     PaymentDeclined,
     PaymentFailed,
+    PaymentInProgress,
+    ProviderMismatch,
     ProviderUnavailable,
+    ReplyNotUnderstood,
     RequestRejected,
 )
 
@@ -54,7 +64,10 @@ __all__ = [
     "PaymentCancelled",
     "PaymentDeclined",
     "PaymentFailed",
+    "PaymentInProgress",
+    "ProviderMismatch",
     "ProviderUnavailable",
+    "ReplyNotUnderstood",
     "RequestRejected",
 ]
 

@@ -131,6 +131,16 @@ class Journal(Protocol):
     ) -> None:
         """Insert or replace the record kept under ``record.idempotency_key``."""
 
+    def begin(
+        self, record: PendingRecord, owner: str | None = None, lease_until: float = 0.0
+    ) -> JournalEntry | None:
+        """Save a new payment's first record unless its order already has a payment
+        record; atomically. Returns the record in the way (nothing saved), or ``None``.
+
+        A duck-typed journal without it still works: the client then saves with
+        :meth:`save`, without the one-payment-per-order guard.
+        """
+
     def forget(self, idempotency_key: str) -> None:
         """Remove the record (no error if it is gone already)."""
 
@@ -194,6 +204,20 @@ class MemoryJournal:
                 self._rows[key] = JournalEntry(record, owner, lease_until, saved_at)
             else:
                 self._rows[key] = JournalEntry(record, owner, lease_until, old.saved_at)
+
+    def begin(
+        self, record: PendingRecord, owner: str | None = None, lease_until: float = 0.0
+    ) -> JournalEntry | None:
+        """Save a new payment's first record unless its order has one already (atomic)."""
+        with self._lock:
+            for entry in self._rows.values():
+                if entry.record.operation == "pay" and entry.record.reference == record.reference:
+                    return entry
+            self._clock += 1.0
+            self._rows[record.idempotency_key] = JournalEntry(
+                record, owner, lease_until, self._clock
+            )
+            return None
 
     def forget(self, idempotency_key: str) -> None:
         """Remove the record (no error if it is gone already)."""
@@ -373,6 +397,39 @@ class SqliteJournal:
                 self._db.execute(_UPSERT, row)
         except sqlite3.Error as exc:
             raise self._fail("save a record", exc) from None
+
+    def begin(
+        self, record: PendingRecord, owner: str | None = None, lease_until: float = 0.0
+    ) -> JournalEntry | None:
+        """Save a new payment's first record unless its order has one already.
+
+        One ``BEGIN IMMEDIATE`` transaction: two processes paying the same order
+        at once cannot both pass the check. Durable on return, like :meth:`save`.
+        """
+        r = record
+        row = (
+            r.idempotency_key, r.reference, r.operation, r.amount, r.currency, r.created_at,
+            r.payment_id, r.state, int(r.key_sent), time.time(), owner, lease_until,
+        )  # fmt: skip
+        try:
+            with self._lock:
+                db = self._db
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    found = db.execute(
+                        f"SELECT {_COLUMNS} FROM pending WHERE operation = 'pay' "
+                        "AND reference = ? LIMIT 1",
+                        (r.reference,),
+                    ).fetchone()
+                    if found is None:
+                        db.execute(_UPSERT, row)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise self._fail("save a record", exc) from None
+        return None if found is None else _entry(found)
 
     def forget(self, idempotency_key: str) -> None:
         """Remove the record (no error if it is gone already)."""

@@ -6,10 +6,11 @@ client, the simulation and the reference provider agree on one contract.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from payflow.core.messages import CallKind, Request
+from payflow.core.replies import FINAL_PAYMENT_STATES, MONEY_TAKEN_STATES
+from payflow.core.validate import payment_id as _checked
 
 __all__ = [
     "CLIENT_ID_HEADER",
@@ -25,7 +26,6 @@ __all__ = [
     "find_payments",
     "get_payment",
     "get_refund",
-    "payment_state",
 ]
 
 IDEMPOTENCY_HEADER = "X-MobilePay-Idempotency-Key"
@@ -33,10 +33,7 @@ CLIENT_ID_HEADER = "x-ibm-client-id"
 CLIENT_VERSION_HEADER = "x-mobilepay-client-system-version"
 CORRELATION_HEADER = "x-correlation-id"
 
-#: Provider states in which money has been taken from the payer.
-MONEY_TAKEN_STATES = frozenset({"reserved", "captured"})
-#: Provider states after which a payment never changes again (bar refunds).
-FINAL_PAYMENT_STATES = frozenset({"captured", "declined", "cancelled", "expired"})
+# MONEY_TAKEN_STATES and FINAL_PAYMENT_STATES are defined once, in payflow.core.replies.
 
 
 def create_payment(
@@ -55,7 +52,9 @@ def create_payment(
 def get_payment(payment_id: str, *, polling: bool = True) -> Request:
     kind = CallKind.POLL if polling else CallKind.READ
     operation = "poll" if polling else "status"
-    return Request("GET", f"/v10/payments/{payment_id}", None, None, kind, operation=operation)
+    return Request(
+        "GET", f"/v10/payments/{_checked(payment_id)}", None, None, kind, operation=operation
+    )
 
 
 def find_payments(order_id: str) -> Request:
@@ -68,7 +67,7 @@ def find_payments(order_id: str) -> Request:
 def cancel_payment(payment_id: str) -> Request:
     return Request(
         "POST",
-        f"/v10/payments/{payment_id}/cancel",
+        f"/v10/payments/{_checked(payment_id)}/cancel",
         None,
         None,
         CallKind.WRITE,
@@ -80,7 +79,7 @@ def cancel_payment(payment_id: str) -> Request:
 def capture_payment(payment_id: str, amount: int) -> Request:
     return Request(
         "POST",
-        f"/v10/payments/{payment_id}/capture",
+        f"/v10/payments/{_checked(payment_id)}/capture",
         {"amount": amount},
         None,
         CallKind.WRITE,
@@ -90,17 +89,16 @@ def capture_payment(payment_id: str, amount: int) -> Request:
 
 
 def create_refund(payment_id: str, amount: int, reference: str, key: str | None) -> Request:
-    body = {"paymentId": payment_id, "amount": amount, "reference": reference}
+    body = {"paymentId": _checked(payment_id), "amount": amount, "reference": reference}
     return Request("POST", "/v10/refunds", body, key, CallKind.WRITE, operation="refund")
 
 
 def get_refund(refund_id: str) -> Request:
     return Request(
-        "GET", f"/v10/refunds/{refund_id}", None, None, CallKind.POLL, operation="refund-poll"
+        "GET",
+        f"/v10/refunds/{_checked(refund_id, 'refund_id')}",
+        None,
+        None,
+        CallKind.POLL,
+        operation="refund-poll",
     )
-
-
-def payment_state(body: Mapping[str, Any]) -> str:
-    """The ``state`` of a payment body, ``"unknown"`` if absent or malformed."""
-    state = body.get("state")
-    return state if isinstance(state, str) else "unknown"

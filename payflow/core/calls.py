@@ -6,14 +6,19 @@ them with ``yield from``. All decisions come from :mod:`payflow.core.policy`.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias, TypeVar
 
 from payflow.core import api
 from payflow.core.backoff import Rng
 from payflow.core.budget import RetryBudget
-from payflow.core.errors import OutcomeUnknown, ProviderUnavailable, RequestRejected
+from payflow.core.errors import (
+    OutcomeUnknown,
+    ProviderUnavailable,
+    ReplyNotUnderstood,
+    RequestRejected,
+)
 from payflow.core.events import Attempt, AttemptResult, GaveUp, Poll, Retry
 from payflow.core.keys import KeyScope, new_key
 from payflow.core.messages import (
@@ -29,6 +34,7 @@ from payflow.core.messages import (
 )
 from payflow.core.policy import Done, GiveUp, PollSchedule, RetryAfter, RetryPolicy, Verdict
 from payflow.core.policy import retry_after_seconds as _retry_after
+from payflow.core.replies import ANYTHING, Expected, PaymentStatus, read_payment
 
 __all__ = ["Context", "Flow", "Policy", "PollingTimedOut", "call", "poll_until_settled"]
 
@@ -76,9 +82,12 @@ class Context:
 class PollingTimedOut(Exception):
     """Internal: the polling deadline passed with the payment still pending."""
 
-    def __init__(self, last_body: Mapping[str, Any] | None) -> None:
+    def __init__(self) -> None:
         super().__init__("polling deadline reached")
-        self.last_body = last_body
+
+
+#: Longest wait a ``Retry-After`` is read as while polling (it only has to end the polling).
+_MAX_WAIT_S = 86_400.0
 
 
 #: The one ``Now`` effect every loop yields (it has no fields: one object serves all).
@@ -197,24 +206,29 @@ def poll_until_settled(
     reference: str,
     first_delay_ms: int | None,
     schedule: PollSchedule | None = None,
-) -> Flow[Mapping[str, Any]]:
-    """Poll a payment until it leaves ``initiated``; return its body.
+    *,
+    expect: Expected = ANYTHING,
+) -> Flow[PaymentStatus]:
+    """Poll a payment until it leaves ``initiated``; return what the provider said.
 
     Waits at least the last ``pollDelayInMs`` between polls; a poll that gets
-    no answer is not retried on its own -- the loop polls again after the
-    schedule's delay. Raises :class:`PollingTimedOut` at the polling deadline
-    (it never starts a wait that would end past it).
+    no answer -- or an answer that is not understood -- is not retried on its
+    own: the loop polls again after the schedule's delay. Every answer is
+    checked against the payment asked for (and ``expect``): a mismatch raises
+    :class:`~payflow.core.errors.ProviderMismatch` at once. Raises
+    :class:`PollingTimedOut` at the polling deadline (it never starts a wait
+    that would end past it).
     """
     schedule = schedule or ctx.policy.polling
     timeout = ctx.policy.retry.timeouts.poll
     request = api.get_payment(payment_id)
     start: float = yield _NOW
-    last_ms, failures, previous, last_body = first_delay_ms, 0, None, None
+    last_ms, failures, previous = first_delay_ms, 0, None
     while True:
         delay = schedule.next_delay(last_ms, failures, previous, ctx.rng)
         now: float = yield _NOW
         if now + delay - start > schedule.deadline:
-            raise PollingTimedOut(last_body)
+            raise PollingTimedOut()
         yield Sleep(delay)
         previous = delay
         now = yield _NOW
@@ -226,15 +240,18 @@ def poll_until_settled(
             AttemptResult("poll", reference, failures + 1, _outcome_name(outcome), status, now)
         )
         if isinstance(outcome, Response) and outcome.ok:
-            body = outcome.body
-            state = api.payment_state(body)
-            last_ms = _poll_delay_ms(body, last_ms)
-            failures, last_body = 0, body
-            yield Emit(Poll(payment_id, reference, state, last_ms, now))
-            if state != "initiated":
-                return body
-            continue
-        if (
+            try:
+                view = read_payment(outcome.body, payment_id=payment_id, expect=expect, what="poll")
+            except ReplyNotUnderstood:
+                pass  # as good as no answer: poll again after the schedule's delay
+            else:
+                last_ms = view.poll_delay_ms if view.poll_delay_ms is not None else last_ms
+                failures = 0
+                yield Emit(Poll(payment_id, reference, view.state, last_ms, now))
+                if view.state != "initiated":
+                    return view
+                continue
+        elif (
             isinstance(outcome, Response)
             and 400 <= outcome.status < 500
             and (outcome.status not in (408, 409, 429))
@@ -245,18 +262,17 @@ def poll_until_settled(
                 payment_id=payment_id,
                 correlation_id=outcome.correlation_id,
                 status=outcome.status,
-                code=str(outcome.body.get("code") or "") or None,
+                code=_code(outcome),
             )
         failures += 1
         yield Emit(Poll(payment_id, reference, None, last_ms, now))
         if isinstance(outcome, Response):
             server = _retry_after(outcome)
             if server is not None:
-                last_ms = max(last_ms or 0, int(server * 1000))
+                last_ms = max(last_ms or 0, int(min(server, _MAX_WAIT_S) * 1000))
 
 
-def _poll_delay_ms(body: Mapping[str, Any], fallback: int | None) -> int | None:
-    value = body.get("pollDelayInMs")
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return fallback
+def _code(resp: Response) -> str | None:
+    """The provider's error ``code``, if it gave a usable one."""
+    code = resp.body.get("code")
+    return code if isinstance(code, str) and code else None

@@ -8,7 +8,10 @@
      ├── RequestRejected                   the provider refused the request (4xx)
      ├── ProviderUnavailable               retries exhausted / budget empty; nothing sent
      ├── OutcomeUnknown                    maybe charged: the journal keeps it for recheck
-     └── ConflictError                     a 409 that querying could not reconcile
+     │    ├── ReplyNotUnderstood           a reply the client could not read (kept, rechecked)
+     │    └── ProviderMismatch             a reply that does not match the request (kept)
+     ├── ConflictError                     a 409 the provider's own records explain
+     │    └── PaymentInProgress            the order already has a payment in the journal
 
 Every error carries the references a support engineer needs -- the merchant
 reference, the payment id, the idempotency key and the provider's correlation
@@ -25,7 +28,10 @@ __all__ = [
     "PaymentCancelled",
     "PaymentDeclined",
     "PaymentFailed",
+    "PaymentInProgress",
+    "ProviderMismatch",
     "ProviderUnavailable",
+    "ReplyNotUnderstood",
     "RequestRejected",
 ]
 
@@ -112,5 +118,33 @@ class OutcomeUnknown(PayflowError):
     """
 
 
+class ReplyNotUnderstood(OutcomeUnknown):
+    """The provider answered, but not in a way the client fully understood.
+
+    A body that is not JSON, JSON of the wrong shape, a state the client does
+    not know, a payment id that is not one: the request may have taken effect,
+    so it is treated as unanswered -- the journal keeps the operation.
+    """
+
+
+class ProviderMismatch(OutcomeUnknown):
+    """A reply describes something other than what was asked for.
+
+    Another order's payment, another amount or currency, another payment id:
+    nothing is captured or reported as paid on such a reply, and the journal
+    keeps the operation for a recheck (and a person) to settle.
+    """
+
+
 class ConflictError(PayflowError):
-    """The provider answered 409 and querying the resource did not reconcile it."""
+    """The provider answered 409, and its own records explain it: no money is held
+    under this request (the create or refund was refused)."""
+
+
+class PaymentInProgress(ConflictError):
+    """The order already has a payment in the journal (in progress here or in another
+    process sharing the journal, or awaiting ``recover()``); nothing was sent.
+
+    One payment in flight per order per journal: settle the first (wait for it,
+    ``recover()`` it, or ``acknowledge()`` a stored one) before paying again.
+    """

@@ -4,12 +4,19 @@ Each flow is a generator of effects (see :mod:`payflow.core.messages`): the
 httpx clients, the SimPy model and the tests' scripted driver all run these
 same objects. A flow never sleeps, opens a socket or reads a clock itself.
 
+The rule of money, which every branch below follows: a payment record leaves
+the journal only when the provider has confirmed -- in a reply the client fully
+understood and that matches the request (:mod:`payflow.core.replies`) -- that no
+money is held, or when the money is accounted for (reported to the caller,
+captured and stored, or refunded). Anything else is *outcome unknown*: the
+record stays, the caller is told "not confirmed", a recheck settles it.
+
 ``pay``
     save a pending record -> create (one idempotency key for every retry) ->
     poll to a final state -> capture -> forget the record.
 ``cancel``
     only counts as cancelled when the provider confirms; on 409 or an error it
-    polls again, because the payment may have completed meanwhile (Laybuy).
+    reads the payment again, because it may have completed meanwhile (Laybuy).
 ``refund``
     journalled, and retried with the same key and reference.
 ``recheck``  (in :mod:`payflow.core.recheck`)
@@ -19,7 +26,6 @@ same objects. A flow never sleeps, opens a socket or reads a clock itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,16 +37,38 @@ from payflow.core.errors import (
     PayflowError,
     PaymentCancelled,
     PaymentDeclined,
+    PaymentFailed,
+    ProviderMismatch,
     ProviderUnavailable,
+    ReplyNotUnderstood,
     RequestRejected,
 )
 from payflow.core.events import StateChanged
 from payflow.core.keys import KeyScope, derived_key, new_key
 from payflow.core.messages import Emit, Forget, Now, PendingRecord, Request, Response, Save, Sleep
-from payflow.core.policy import MAX_ATTEMPTS_ALLOWED, RetryPolicy
-from payflow.core.states import PaymentState, advance, from_provider
+from payflow.core.policy import MAX_ATTEMPTS_ALLOWED
+from payflow.core.replies import (
+    ANYTHING,
+    Expected,
+    PaymentStatus,
+    Refund,
+    read_payment,
+    read_payments,
+    read_refund,
+)
+from payflow.core.states import IllegalTransition, PaymentState, advance, from_provider
 
-__all__ = ["PaymentResult", "cancel", "pay", "payment_key", "refund", "status"]
+__all__ = [
+    "PaymentResult",
+    "cancel",
+    "capture",
+    "find_payments",
+    "pay",
+    "payment_key",
+    "refund",
+    "refund_key",
+    "status",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,49 +94,104 @@ def payment_key(order_id: str, ctx: Context) -> str | None:
     return new_key(ctx.rng)
 
 
+def refund_key(payment_id: str, reference: str) -> str:
+    """The idempotency key of a refund: derived, so asking again reuses it."""
+    return derived_key("refund", payment_id, reference)
+
+
+def _code(resp: Response) -> str | None:
+    code = resp.body.get("code")
+    return code if isinstance(code, str) and code else None
+
+
 def _rejected(resp: Response, operation: str, **refs: Any) -> RequestRejected:
-    code = resp.body.get("code") if isinstance(resp.body, Mapping) else None
-    message = resp.body.get("message") if isinstance(resp.body, Mapping) else None
+    message = resp.body.get("message")
     text = f"{operation} refused with HTTP {resp.status}"
-    if message:
-        text += f": {message}"
+    if isinstance(message, str) and message:
+        text += f": {message[:200]}"
     return RequestRejected(
-        text, correlation_id=resp.correlation_id, status=resp.status, code=code, **refs
+        text, correlation_id=resp.correlation_id, status=resp.status, code=_code(resp), **refs
     )
 
 
+def _unconfirmed_refusal(resp: Response, operation: str, refs: dict[str, Any]) -> OutcomeUnknown:
+    """A 4xx to a *repeated* request: an earlier attempt may have taken effect
+    (a 401 after a timeout says nothing about the first send)."""
+    return OutcomeUnknown(
+        f"{operation} refused with HTTP {resp.status} after an attempt that may have reached "
+        "the provider; not confirmed -- the journal keeps it for recheck",
+        correlation_id=resp.correlation_id, status=resp.status, code=_code(resp), **refs,
+    )  # fmt: skip
+
+
+def _in_progress(resp: Response) -> bool:
+    """A 409 saying a request with the same idempotency key is still being processed."""
+    return resp.status == 409 and resp.body.get("code") == "request_in_progress"
+
+
 class _Tracker:
-    """Follows the client's view of one payment and emits each change."""
+    """Follows the client's view of one payment (the transitions table decides) and
+    emits each change. A move the table forbids -- a captured payment reported as
+    pending again -- is a reply the client does not understand."""
 
     def __init__(self, reference: str) -> None:
         self.reference = reference
         self.state = PaymentState.INITIATED
 
-    def to(self, provider_state: str, payment_id: str | None, at: float) -> Emit | None:
-        new = from_provider(provider_state)
+    def to(self, view: PaymentStatus, at: float) -> Emit | None:
+        new = from_provider(view.state)
         old = self.state
-        self.state = advance(old, new)
+        try:
+            self.state = advance(old, new)
+        except IllegalTransition as exc:
+            raise ReplyNotUnderstood(
+                f"the provider reported an impossible change ({exc})",
+                reference=self.reference,
+                payment_id=view.payment_id,
+            ) from None
         if self.state is old:
             return None
-        return Emit(StateChanged(self.reference, payment_id, old.value, new.value, at))
+        return Emit(StateChanged(self.reference, view.payment_id, old.value, new.value, at))
 
 
-def _pick(payments: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """Of several payments for one order, the one that matters most."""
-    rank = {"captured": 0, "reserved": 1, "initiated": 2}
-    live = [p for p in payments if isinstance(p, Mapping)]
-    if not live:
-        return None
-    return min(live, key=lambda p: rank.get(api.payment_state(p), 3))
-
-
-def _lookup(order_id: str, ctx: Context) -> Flow[list[Mapping[str, Any]]]:
-    """Ask the provider which payments exist for ``order_id``."""
+def find_payments(order_id: str, ctx: Context) -> Flow[list[PaymentStatus]]:
+    """Ask the provider which payments exist for ``order_id`` (every one checked)."""
     resp = yield from call(api.find_payments(order_id), ctx, order_id)
     if not resp.ok:
         raise _rejected(resp, "lookup", reference=order_id)
-    payments = resp.body.get("payments")
-    return [p for p in payments if isinstance(p, Mapping)] if isinstance(payments, list) else []
+    return read_payments(resp.body, order_id=order_id)
+
+
+def _explain_conflict(order_id: str, ctx: Context, resp: Response, **refs: Any) -> Flow[None]:
+    """A create answered 409 (other than "in progress"): did it create anything?
+
+    The 409 alone proves nothing -- it may come after the provider committed
+    (a proxy, a race, a bug). The order's payments decide: none that holds or
+    may still take money means nothing is held under this request, and the
+    refusal stands (:class:`ConflictError`). Otherwise, or if the lookup is
+    not understood, the outcome is unknown and the journal keeps it.
+    """
+    code = _code(resp)
+    what = f"create answered 409{f' ({code})' if code else ''}"
+    try:
+        payments = yield from find_payments(order_id, ctx)
+    except PayflowError as exc:
+        raise OutcomeUnknown(
+            f"{what} and the order could not be checked; treat as not paid -- "
+            "the journal keeps it for recheck",
+            correlation_id=resp.correlation_id, status=409, code=code, **refs,
+        ) from exc  # fmt: skip
+    if any(p.state not in ("declined", "cancelled", "expired") for p in payments):
+        raise OutcomeUnknown(
+            f"{what} but the order has a payment that may be this one; treat as not paid "
+            "-- the journal keeps it for recheck",
+            correlation_id=resp.correlation_id, status=409, code=code, **refs,
+        )  # fmt: skip
+    message = resp.body.get("message")
+    raise ConflictError(
+        f"{what}: {message[:200] if isinstance(message, str) and message else 'conflict'}",
+        correlation_id=resp.correlation_id, status=409, code=code, **refs,
+    )  # fmt: skip
 
 
 def pay(
@@ -124,8 +207,11 @@ def pay(
     """Take a payment for ``order_id``; return it once money is taken.
 
     Raises :class:`PaymentDeclined` / :class:`PaymentCancelled` when the
-    provider confirms no money was taken, :class:`OutcomeUnknown` when the
-    journal keeps the payment for a later recheck (treat it as not paid), and
+    provider confirms no money was taken, :class:`OutcomeUnknown` (with its
+    kinds :class:`ReplyNotUnderstood` and :class:`ProviderMismatch`) when the
+    journal keeps the payment for a later recheck (treat it as not paid),
+    :class:`ConflictError` when a 409 is explained by the order's payments
+    (none holds money), :class:`RequestRejected` for another 4xx, and
     :class:`ProviderUnavailable` when nothing can have reached the provider.
     ``keep_record`` leaves the journal record for the caller to forget once
     it has stored the result (so a crash in between is recovered).
@@ -143,66 +229,29 @@ def pay(
     record = PendingRecord(
         order_id, journal_key, "pay", amount, currency, now, key_sent=sent_key is not None
     )
-    yield Save(record)  # durable before the first send
+    yield Save(record, first=True)  # durable before the first send
     refs: dict[str, Any] = {"reference": order_id, "idempotency_key": sent_key}
-    tracker = _Tracker(order_id)
     request = api.create_payment(order_id, amount, currency, sent_key, pos_id)
-    body: Mapping[str, Any] | None
-    sent = [0]
     try:
-        resp = yield from call(request, ctx, order_id, sent=sent)
-    except ProviderUnavailable:
-        yield Forget(journal_key)  # no attempt can have reached the provider
+        view = yield from _create(request, ctx, now, refs)
+    except (ProviderUnavailable, ConflictError, RequestRejected):
+        yield Forget(journal_key)  # nothing reached the provider, or it held nothing
         raise
-    except OutcomeUnknown as exc:
-        body = yield from _find_after_unknown(order_id, ctx, request, now, sent)
-        if body is None:
-            yield Save(replace(record, state="recheck"))
-            raise OutcomeUnknown(
-                "create got no answer and the order could not be looked up; "
-                "treat as not paid -- the journal keeps it for recheck",
-                correlation_id=exc.correlation_id,
-                **refs,
-            ) from exc
-    else:
-        if resp.status == 409 and sent_key is not None and not _in_progress(resp):
-            # Refused (e.g. the POS is busy): nothing was created under this key.
-            yield Forget(journal_key)
-            raise ConflictError(
-                "create answered 409: " + str(resp.body.get("message") or "conflict"),
-                correlation_id=resp.correlation_id,
-                status=409,
-                code=resp.body.get("code"),
-                **refs,
-            )
-        if resp.status == 409:
-            # Out of sync (a submit with this key still in flight): query.
-            body = yield from _find_after_unknown(
-                order_id, ctx, request, now, sent, after_timeout=False
-            )
-            if body is None:
-                yield Save(replace(record, state="recheck"))
-                raise OutcomeUnknown(
-                    "create is still in progress at the provider; treat as not paid "
-                    "-- the journal keeps it for recheck",
-                    correlation_id=resp.correlation_id,
-                    status=409,
-                    **refs,
-                )
-        elif not resp.ok:
-            yield Forget(journal_key)
-            raise _rejected(resp, "create", **refs)
-        else:
-            body = resp.body
-    payment_id = str(body.get("paymentId", ""))
-    refs["payment_id"] = payment_id
-    record = replace(record, payment_id=payment_id)
+    except OutcomeUnknown:
+        yield Save(replace(record, state="recheck"))
+        raise
+    refs["payment_id"] = view.payment_id
+    record = replace(record, payment_id=view.payment_id)
     yield Save(record)
     try:
-        result = yield from _settle(body, record, ctx, tracker, refs)
-    except (ProviderUnavailable, RequestRejected) as exc:
+        result = yield from _settle(view, record, ctx, refs)
+    except PaymentFailed:
+        raise  # confirmed: nothing taken, the record is gone
+    except PayflowError as exc:
         # The payment exists: whatever failed afterwards, money may have been taken.
         yield Save(replace(record, state="recheck"))
+        if isinstance(exc, OutcomeUnknown):
+            raise
         raise OutcomeUnknown(
             f"payment created but its outcome could not be read ({exc.message}); treat as "
             "not paid -- the journal keeps it for recheck",
@@ -214,206 +263,265 @@ def pay(
     return result
 
 
-def _in_progress(resp: Response) -> bool:
-    """A 409 saying a request with the same idempotency key is still being processed."""
-    return resp.status == 409 and resp.body.get("code") == "request_in_progress"
+def _create(
+    request: Request, ctx: Context, started: float, refs: dict[str, Any]
+) -> Flow[PaymentStatus]:
+    """Send the create; return the payment it made, checked against the request."""
+    order_id = refs["reference"]
+    body = request.body or {}
+    expect = Expected(order_id, body.get("amount"), body.get("currency"))
+    sent = [0]
+    try:
+        resp = yield from call(request, ctx, order_id, sent=sent)
+    except OutcomeUnknown as exc:
+        correlation, answered = exc.correlation_id, False
+    else:
+        correlation, answered = resp.correlation_id, True
+        if resp.ok:
+            try:
+                return read_payment(resp.body, expect=expect, what="create")
+            except ProviderMismatch as exc:
+                raise ProviderMismatch(exc.message, correlation_id=correlation, **refs) from None
+            except ReplyNotUnderstood:
+                pass  # ask again, below: the provider replays the first answer under the key
+        elif resp.status == 409 and not _in_progress(resp):
+            yield from _explain_conflict(order_id, ctx, resp, **refs)
+        elif resp.status != 409:
+            if sent[0] > 1:
+                raise _unconfirmed_refusal(resp, "create", refs)
+            raise _rejected(resp, "create", **refs)
+    found = yield from _find_created(request, ctx, started, sent, expect, timed_out=not answered)
+    if found is None:
+        raise OutcomeUnknown(
+            "create got no answer the client could use; treat as not paid "
+            "-- the journal keeps it for recheck",
+            correlation_id=correlation,
+            **refs,
+        )
+    return found
 
 
-def _find_after_unknown(
-    order_id: str,
+def _find_created(
+    request: Request,
     ctx: Context,
-    request: Request | None = None,
-    started: float | None = None,
-    sent: list[int] | None = None,
-    after_timeout: bool = True,
-) -> Flow[Mapping[str, Any] | None]:
-    """After an unanswered (or in-progress) create, find *this operation's* payment.
+    started: float,
+    sent: list[int],
+    expect: Expected,
+    *,
+    timed_out: bool,
+) -> Flow[PaymentStatus | None]:
+    """After an unanswered, unreadable or in-progress create, find *this operation's* payment.
 
     A keyed create is sent again with the same key: the provider replays the
     first answer, or creates the payment if the first never arrived. Looking
     the order up instead could adopt another operation's payment for the same
     order (a caller's second try with a new key), leaving its own orphaned.
-    While the first request is still in progress (409), wait and ask again --
-    until the operation's deadline (counted from ``started``) and within
-    MobilePay's 6 requests per operation; then the outcome stays unknown.
-    A re-send is a retry: it spends the shared retry budget like one (the
-    timeout price after an unanswered attempt, asked before any pause, refunded
-    if it succeeds as a retried call's is), so an overloaded provider is not kept
-    busy by re-sends either (refused, the outcome stays unknown and the
-    journal's recheck finds it later). ``after_timeout`` says whether the
-    attempt before the first re-send went unanswered (not a 409).
-    Keyless creates can only be looked up by order.
+    While the first request is still in progress (409), or the answer cannot
+    be read, wait and ask again -- until the operation's deadline (counted from
+    ``started``) and within MobilePay's 6 requests per operation (``sent``
+    counts them); then the outcome stays unknown (``None``). A re-send is a
+    retry: it spends the shared retry budget like one (the timeout price after
+    an unanswered attempt, refunded if it succeeds), so an overloaded provider
+    is not kept busy by re-sends either. Keyless creates can only be looked up
+    by order. A reply about something else raises :class:`ProviderMismatch`.
     """
-    if request is not None and request.idempotency_key is not None:
-        retry = ctx.policy.retry
-        sent = sent if sent is not None else [retry.max_attempts]
-        previous: float | None = None
-        attempt = -1
-        timed_out = after_timeout
-        while sent[0] < MAX_ATTEMPTS_ALLOWED:
-            attempt += 1
-            now: float = yield Now()
-            left = (
-                None
-                if retry.deadline is None or started is None
-                else (retry.deadline - (now - started))
-            )
-            pause = 0.0
-            if attempt:
-                previous = retry.backoff.delay(attempt - 1, previous, ctx.rng)
-                pause = max(previous, ctx.policy.polling.default_delay)
-                if left is not None and pause + retry.min_attempt_timeout >= left:
-                    return None
-            elif left is not None and left < retry.min_attempt_timeout:
-                return None
-            cost = 0.0
-            if ctx.budget is not None:
-                taken = ctx.budget.acquire_retry(after_timeout=timed_out)
-                if taken is None:
-                    return None  # the budget says the provider is struggling: recheck later
-                cost = taken
-            if pause:
-                yield Sleep(pause)
-                if left is not None:
-                    left -= pause
-            # replace(retry, max_attempts=1, deadline=left) without its field introspection
-            single = RetryPolicy(
-                max_attempts=1,
-                deadline=left,
-                backoff=retry.backoff,
-                timeouts=retry.timeouts,
-                max_server_delay=retry.max_server_delay,
-                min_attempt_timeout=retry.min_attempt_timeout,
-                retry_unsafe=retry.retry_unsafe,
-            )
+    order_id = expect.order_id or ""
+    if request.idempotency_key is None:
+        try:
+            payments = yield from find_payments(order_id, ctx)
+        except ProviderMismatch:
+            raise
+        except PayflowError:
+            return None
+        return _pick(payments)
+    retry = ctx.policy.retry
+    previous: float | None = None
+    attempt = -1
+    while sent[0] < MAX_ATTEMPTS_ALLOWED:
+        attempt += 1
+        now: float = yield Now()
+        left = None if retry.deadline is None else retry.deadline - (now - started)
+        pause = 0.0
+        if attempt:
+            previous = retry.backoff.delay(attempt - 1, previous, ctx.rng)
+            pause = max(previous, ctx.policy.polling.default_delay)
+        if left is not None and pause + retry.min_attempt_timeout >= left:
+            return None
+        cost = 0.0
+        if ctx.budget is not None:
+            taken = ctx.budget.acquire_retry(after_timeout=timed_out)
+            if taken is None:
+                return None  # the budget says the provider is struggling: recheck later
+            cost = taken
+        if pause:
+            yield Sleep(pause)
+            if left is not None:
+                left -= pause
+        single = replace(retry, max_attempts=1, deadline=left)
+        try:
+            resp = yield from call(request, ctx, order_id, retry=single, sent=sent, cost_paid=cost)
+        except PayflowError as exc:
+            timed_out = isinstance(exc, OutcomeUnknown)  # no answer (not: never sent)
+            continue
+        timed_out = False
+        if resp.ok:
             try:
-                resp = yield from call(
-                    request, ctx, order_id, retry=single, sent=sent, cost_paid=cost
-                )
-            except PayflowError as exc:
-                timed_out = isinstance(exc, OutcomeUnknown)  # no answer (not: never sent)
+                return read_payment(resp.body, expect=expect, what="create")
+            except ReplyNotUnderstood:
                 continue
-            if resp.ok:
-                return resp.body
-            if not _in_progress(resp):
-                return None
-            timed_out = False  # answered: still in progress
-        return None
-    try:
-        payments = yield from _lookup(order_id, ctx)
-    except PayflowError:
-        return None
-    return _pick(payments)
+        if not _in_progress(resp):
+            return None  # refused now, or out of sync: the recheck settles it
+    return None
+
+
+def _pick(payments: list[PaymentStatus]) -> PaymentStatus | None:
+    """Of several payments for one order, the one that matters most."""
+    rank = {"captured": 0, "reserved": 1, "initiated": 2}
+    return min(payments, key=lambda p: rank.get(p.state, 3), default=None)
 
 
 def _settle(
-    body: Mapping[str, Any],
-    record: PendingRecord,
-    ctx: Context,
-    tracker: _Tracker,
-    refs: dict[str, Any],
+    view: PaymentStatus, record: PendingRecord, ctx: Context, refs: dict[str, Any]
 ) -> Flow[PaymentResult]:
-    """From a created payment to money taken (or a definite failure)."""
-    payment_id = record.payment_id or ""
+    """From a created payment to money taken (or a confirmed failure)."""
+    payment_id = view.payment_id
+    expect = Expected(record.reference, record.amount, record.currency)
+    tracker = _Tracker(record.reference)
     now: float = yield Now()
-    if (emit := tracker.to(api.payment_state(body), payment_id, now)) is not None:
+    if (emit := tracker.to(view, now)) is not None:
         yield emit
-    if api.payment_state(body) == "initiated":
-        delay = body.get("pollDelayInMs")
-        first = delay if isinstance(delay, int) and not isinstance(delay, bool) else None
+    if view.state == "initiated":
         try:
-            body = yield from poll_until_settled(payment_id, ctx, record.reference, first)
+            view = yield from poll_until_settled(
+                payment_id, ctx, record.reference, view.poll_delay_ms, expect=expect
+            )
         except PollingTimedOut:
-            body = yield from _give_up_polling(record, ctx, refs)
+            view = yield from _give_up_polling(record, ctx, refs)
         now = yield Now()
-        if (emit := tracker.to(api.payment_state(body), payment_id, now)) is not None:
+        if (emit := tracker.to(view, now)) is not None:
             yield emit
-    state = api.payment_state(body)
-    if state == "reserved" and ctx.policy.capture:
-        body = yield from _capture(payment_id, record.amount, record.reference, ctx)
-        state = api.payment_state(body)
+    if view.state == "reserved" and ctx.policy.capture:
+        view = yield from capture(payment_id, record.amount, ctx, record.reference, expect)
         now = yield Now()
-        if (emit := tracker.to(state, payment_id, now)) is not None:
+        if (emit := tracker.to(view, now)) is not None:
             yield emit
-    if state in api.MONEY_TAKEN_STATES:
+    if view.money_taken:
         return PaymentResult(
             record.reference,
             payment_id,
-            state,
+            view.state,
             record.amount,
             record.currency,
             refs.get("idempotency_key"),
-            _correlation(body),
+            view.correlation_id,
         )
-    yield Forget(record.idempotency_key)
-    if state == "cancelled":
+    if view.state == "initiated":  # the provider still waits for the payer: not settled
+        raise OutcomeUnknown("the payment is still pending; the journal keeps it", **refs)
+    yield Forget(record.idempotency_key)  # declined, cancelled or expired: confirmed
+    if view.state == "cancelled":
         raise PaymentCancelled("the payment was cancelled", **refs)
-    if state in ("declined", "expired"):
-        raise PaymentDeclined(f"the payment was {state}", **refs)
-    raise ConflictError(f"the payment ended in an unexpected state {state!r}", **refs)
+    raise PaymentDeclined(f"the payment was {view.state}", **refs)
 
 
 def _give_up_polling(
     record: PendingRecord, ctx: Context, refs: dict[str, Any]
-) -> Flow[Mapping[str, Any]]:
+) -> Flow[PaymentStatus]:
     """Laybuy's polling timeout: cancel if we can, else keep it for a recheck."""
     if ctx.policy.cancel_on_give_up:
         try:
-            body = yield from cancel(record.payment_id or "", ctx, record.reference)
+            expect = Expected(record.reference, record.amount, record.currency)
+            view = yield from cancel(record.payment_id or "", ctx, record.reference, expect)
+        except ProviderMismatch:
+            raise
         except PayflowError:
             pass
         else:
-            if api.payment_state(body) != "initiated":
-                return body  # cancelled -- or it completed in the race: the real state
-    yield Save(replace(record, state="recheck"))
+            if view.state != "initiated":
+                return view  # cancelled -- or it completed in the race: the real state
     raise OutcomeUnknown(
         "polling deadline reached; treat as declined -- the journal keeps it for recheck", **refs
     )
 
 
-def _capture(payment_id: str, amount: int, reference: str, ctx: Context) -> Flow[Mapping[str, Any]]:
-    """Capture ``amount`` of a reserved payment; return the payment's real state after."""
+def capture(
+    payment_id: str,
+    amount: int,
+    ctx: Context,
+    reference: str = "",
+    expect: Expected = ANYTHING,
+) -> Flow[PaymentStatus]:
+    """Capture ``amount`` of a reserved payment; return the payment's real state after.
+
+    A reply that is not a capture of this payment is not believed: the payment
+    is read again (the reservation stands either way: money is taken).
+    """
+    if expect.amount is None:
+        expect = replace(expect, amount=amount)
     try:
-        resp = yield from call(api.capture_payment(payment_id, amount), ctx, reference)
+        resp: Response | None = yield from call(
+            api.capture_payment(payment_id, amount), ctx, reference
+        )
     except (OutcomeUnknown, ProviderUnavailable):
         resp = None
     if resp is not None and resp.ok:
-        return resp.body
-    # 409 or no answer: the reservation stands (money is taken); read its state.
-    current = yield from status(payment_id, ctx, reference)
-    return current
+        try:
+            view = read_payment(resp.body, payment_id=payment_id, expect=expect, what="capture")
+        except ReplyNotUnderstood:
+            pass
+        else:
+            if view.state == "captured":
+                return view
+    # 409, no answer, an odd reply: the reservation stands (money is taken); read it.
+    return (yield from status(payment_id, ctx, reference, expect))
 
 
-def _correlation(body: Mapping[str, Any]) -> str | None:
-    value = body.get("correlationId")
-    return str(value) if value else None
+def status(
+    payment_id: str, ctx: Context, reference: str = "", expect: Expected = ANYTHING
+) -> Flow[PaymentStatus]:
+    """The provider's current view of a payment (a non-polling GET, retried).
 
-
-def status(payment_id: str, ctx: Context, reference: str = "") -> Flow[Mapping[str, Any]]:
-    """The provider's current view of a payment (a non-polling GET, retried)."""
+    ``expect`` (order, amount, currency) is checked against the
+    reply when given. Raises :class:`ReplyNotUnderstood` or
+    :class:`ProviderMismatch` for a reply that cannot be trusted.
+    """
     resp = yield from call(api.get_payment(payment_id, polling=False), ctx, reference)
+    refs: dict[str, Any] = {"reference": reference or None, "payment_id": payment_id}
     if not resp.ok:
-        raise _rejected(resp, "status", reference=reference or None, payment_id=payment_id)
-    return resp.body
+        raise _rejected(resp, "status", **refs)
+    try:
+        return read_payment(resp.body, payment_id=payment_id, expect=expect, what="status")
+    except OutcomeUnknown as exc:
+        raise type(exc)(exc.message, correlation_id=resp.correlation_id, **refs) from None
 
 
-def cancel(payment_id: str, ctx: Context, reference: str = "") -> Flow[Mapping[str, Any]]:
-    """Cancel a payment; return the provider's body with the *real* final state.
+def cancel(
+    payment_id: str, ctx: Context, reference: str = "", expect: Expected = ANYTHING
+) -> Flow[PaymentStatus]:
+    """Cancel a payment; return the *real* state the provider confirmed.
 
-    Only a confirmed cancel reads "cancelled". If the cancel answers 409 or
-    gets no answer, the payment may have been approved or declined meanwhile,
-    so it is polled again and that state is returned (Laybuy, "Cancelling
-    Orders"). Raises :class:`OutcomeUnknown` if neither call is answered.
+    Only a confirmed cancel (a reply understood, about this payment, saying
+    "cancelled") reads "cancelled". If the cancel answers 409, gets no answer or
+    an odd one, the payment may have been approved or declined meanwhile, so it
+    is read again and that state is returned (Laybuy, "Cancelling Orders").
+    Raises :class:`OutcomeUnknown` if neither call gives an answer it can trust.
     """
     try:
         resp: Response | None = yield from call(api.cancel_payment(payment_id), ctx, reference)
     except (OutcomeUnknown, ProviderUnavailable):
         resp = None
-    if resp is not None and resp.ok and api.payment_state(resp.body) == "cancelled":
-        return resp.body
+    if resp is not None and resp.ok:
+        try:
+            view = read_payment(resp.body, payment_id=payment_id, expect=expect, what="cancel")
+        except ReplyNotUnderstood:
+            pass
+        else:
+            if view.state == "cancelled":
+                return view
     try:
-        return (yield from status(payment_id, ctx, reference))
-    except (ProviderUnavailable, RequestRejected) as exc:
+        return (yield from status(payment_id, ctx, reference, expect))
+    except (ProviderMismatch, ReplyNotUnderstood):
+        raise
+    except PayflowError as exc:
         raise OutcomeUnknown(
             "cancel was not confirmed and the payment could not be read",
             reference=reference or None,
@@ -430,39 +538,83 @@ def refund(
     *,
     key: str | None = None,
     currency: str = "DKK",
-) -> Flow[Mapping[str, Any]]:
+) -> Flow[Refund]:
     """Refund ``amount`` of a payment; journalled, retried with the same key.
 
-    Raises :class:`OutcomeUnknown` (the journal keeps it; recheck repeats it
-    with the same key) when no answer came back.
+    The record is forgotten once the refund is confirmed, or once the
+    provider's own view of the payment explains a refusal. Raises
+    :class:`OutcomeUnknown` (the journal keeps it; recheck repeats it with the
+    same key) when no usable answer came back, :class:`ConflictError` when the
+    payment cannot be refunded that much (confirmed by reading it).
     """
-    validate.reference(payment_id, "payment_id")
+    validate.payment_id(payment_id)
     validate.amount(amount)
     validate.reference(reference, "reference")
     if key is None:
-        # Derived, so a caller retrying a refund with the same reference reuses the key.
-        key = derived_key("refund", payment_id, reference)
+        key = refund_key(payment_id, reference)  # a caller asking again reuses it
     validate.idempotency_key(key)
     now: float = yield Now()
-    yield Save(PendingRecord(reference, key, "refund", amount, currency, now, payment_id))
-    refs = {"reference": reference, "payment_id": payment_id, "idempotency_key": key}
+    record = PendingRecord(reference, key, "refund", amount, currency, now, payment_id)
+    yield Save(record)
+    refs: dict[str, Any] = {
+        "reference": reference,
+        "payment_id": payment_id,
+        "idempotency_key": key,
+    }
+    sent = [0]
     try:
         resp = yield from call(
-            api.create_refund(payment_id, amount, reference, key), ctx, reference
+            api.create_refund(payment_id, amount, reference, key), ctx, reference, sent=sent
         )
     except ProviderUnavailable:
         yield Forget(key)
         raise
+    except OutcomeUnknown:
+        yield Save(replace(record, state="recheck"))
+        raise
     if resp.ok:
+        try:
+            done = read_refund(resp.body, payment_id=payment_id, amount=amount, reference=reference)
+        except OutcomeUnknown as exc:
+            yield Save(replace(record, state="recheck"))
+            raise type(exc)(exc.message, correlation_id=resp.correlation_id, **refs) from None
         yield Forget(key)
-        return resp.body
-    yield Forget(key)
+        return done
     if resp.status == 409:
-        raise ConflictError(
-            "refund refused: the payment is not refundable for that amount",
-            correlation_id=resp.correlation_id,
-            status=409,
-            code=resp.body.get("code"),
-            **refs,
-        )
+        yield from _explain_refund_conflict(record, ctx, resp, refs)
+    if sent[0] > 1:
+        yield Save(replace(record, state="recheck"))
+        raise _unconfirmed_refusal(resp, "refund", refs)
+    yield Forget(key)
     raise _rejected(resp, "refund", **refs)
+
+
+def _explain_refund_conflict(
+    record: PendingRecord, ctx: Context, resp: Response, refs: dict[str, Any]
+) -> Flow[None]:
+    """A refund answered 409: believe it only if the payment cannot be refunded that much.
+
+    The payment is read: no money taken, or less left to refund than asked,
+    explains the refusal (the record goes; :class:`ConflictError`). Otherwise the
+    409 may have come after the refund was made: the record stays for recheck.
+    """
+    code = _code(resp)
+    try:
+        view = yield from status(record.payment_id or "", ctx, record.reference)
+    except PayflowError:
+        view = None
+    if view is not None and (
+        not view.money_taken or view.amount - view.refunded_amount < record.amount
+    ):
+        yield Forget(record.idempotency_key)
+        raise ConflictError(
+            "refund refused: the payment is not refundable for that amount "
+            f"({view.state}, {view.amount - view.refunded_amount} left to refund)",
+            correlation_id=resp.correlation_id, status=409, code=code, **refs,
+        )  # fmt: skip
+    yield Save(replace(record, state="recheck"))
+    raise OutcomeUnknown(
+        f"refund answered 409{f' ({code})' if code else ''} but the payment could still be "
+        "refunded; not confirmed -- the journal keeps it for recheck",
+        correlation_id=resp.correlation_id, status=409, code=code, **refs,
+    )  # fmt: skip

@@ -114,7 +114,7 @@ class Response:
         return str(value) if value else self.header("x-correlation-id")
 
     def __hash__(self) -> int:
-        return hash((self.status, _freeze(self.body)))
+        return hash((self.status, repr(self.body)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +178,16 @@ class Now:
 
 @dataclass(frozen=True, slots=True)
 class Save:
-    """Durably record ``record`` (replacing any record with the same key)."""
+    """Durably record ``record`` (replacing any record with the same key).
+
+    ``first`` marks a new payment's first save: a journal shared by several
+    payments may refuse it when the order already has a payment in flight
+    (one payment per order per journal); the driver then raises
+    :class:`~payflow.core.errors.PaymentInProgress` and nothing is sent.
+    """
 
     record: PendingRecord
+    first: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,9 @@ __all__ = [
     "retry_after_seconds",
 ]
 
+#: What a Retry-After too long to read (more than 12 digits) is taken as: ~31 700 years.
+_VERY_LONG_S = 1e12
+
 #: MobilePay: "You may at max retry 5 times (which results in 6 requests)."
 MAX_ATTEMPTS_ALLOWED = 6
 
@@ -84,8 +87,10 @@ def retry_after_seconds(response: Response) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        # RFC 9110 delay-seconds: ASCII digits only ("²".isdigit() is True too). An
+        # absurdly long number is read as "very long", which makes the caller give up.
+        return float(value) if len(value) <= 12 else _VERY_LONG_S
     when, date = _http_date(value), _http_date(response.header("date") or "")
     if when is None or date is None:
         return None

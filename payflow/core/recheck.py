@@ -18,20 +18,40 @@ resolved by sending the create again *with the same idempotency key*: the
 provider replays the original answer, or -- if the create never arrived --
 creates the payment, which is then cancelled. Without a key, the order is
 looked up by its reference instead.
+
+Every reply is read strictly (:mod:`payflow.core.replies`). A record leaves the
+journal only on replies that prove no money is held or that account for it;
+anything else -- an unreadable reply, a mismatch, a 409 its own records do not
+explain, a payment still pending after an unconfirmed cancel -- keeps it
+("kept"). A recheck never raises because of what the provider answered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from payflow.core import api
 from payflow.core.calls import Context, Flow, PollingTimedOut, call, poll_until_settled
-from payflow.core.errors import ConflictError, OutcomeUnknown, PayflowError
-from payflow.core.flows import _capture, _lookup, cancel, refund, status
+from payflow.core.errors import (
+    ConflictError,
+    OutcomeUnknown,
+    PayflowError,
+    ProviderMismatch,
+    ReplyNotUnderstood,
+)
+from payflow.core.flows import (
+    _explain_conflict,
+    _in_progress,
+    cancel,
+    capture,
+    find_payments,
+    refund,
+    status,
+)
 from payflow.core.keys import derived_key
 from payflow.core.messages import Forget, PendingRecord, Save
+from payflow.core.replies import Expected, PaymentStatus, read_payment
 
 __all__ = ["RecheckResult", "recheck"]
 
@@ -42,7 +62,9 @@ class RecheckResult:
 
     ``action`` is "forgotten" (nothing was taken), "cancelled", "refunded",
     "reported" (money taken; kept for the caller to apply) or "kept" (still
-    unknown; try again later). ``payment_ids`` lists the payments it touched.
+    unknown; try again later -- ``state`` then says why: "unknown", or
+    "mismatch" for a reply about something else, which needs a person).
+    ``payment_ids`` lists the payments it touched.
     """
 
     reference: str
@@ -54,24 +76,25 @@ class RecheckResult:
 
 
 def recheck(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]:
-    """Settle one journal record; never raises for an unreachable provider
+    """Settle one journal record; never raises for what the provider answered
     (the record is kept and the result says "kept")."""
     try:
         if record.operation == "refund":
             return (yield from _recheck_refund(record, ctx))
         return (yield from _recheck_payment(record, ctx))
-    except (OutcomeUnknown, PayflowError) as exc:
+    except PayflowError as exc:
         if isinstance(exc, ConflictError) and record.operation == "refund":
-            # Refused for good (e.g. already refunded in full): nothing to retry.
+            # Refused, and the payment's own state explains it: nothing to retry.
             yield Forget(record.idempotency_key)
             return RecheckResult(record.reference, record.operation, "forgotten", "conflict")
         yield Save(replace(record, state="recheck"))
         ids = (record.payment_id,) if record.payment_id else ()
-        return RecheckResult(record.reference, record.operation, "kept", "unknown", ids)
+        why = "mismatch" if isinstance(exc, ProviderMismatch) else "unknown"
+        return RecheckResult(record.reference, record.operation, "kept", why, ids)
 
 
 def _recheck_refund(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]:
-    body = yield from refund(
+    done = yield from refund(
         record.payment_id or "",
         record.amount,
         record.reference,
@@ -79,92 +102,108 @@ def _recheck_refund(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]:
         key=record.idempotency_key,
         currency=record.currency,
     )
-    state = str(body.get("state", "completed"))
     ids = (record.payment_id,) if record.payment_id else ()
-    return RecheckResult(record.reference, "refund", "refunded", state, ids, record.amount)
+    return RecheckResult(record.reference, "refund", "refunded", done.state, ids, record.amount)
 
 
-def _payments_of(record: PendingRecord, ctx: Context) -> Flow[list[Mapping[str, Any]]]:
+def _payments_of(record: PendingRecord, ctx: Context) -> Flow[list[PaymentStatus]]:
+    """The payments this record stands for, each checked against it."""
+    expect = Expected(record.reference, record.amount, record.currency)
     if record.payment_id:
-        body = yield from status(record.payment_id, ctx, record.reference)
-        return [body]
-    key = record.idempotency_key
-    if record.key_sent:
-        request = api.create_payment(record.reference, record.amount, record.currency, key)
-        resp = yield from call(request, ctx, record.reference)
-        if resp.ok:
-            return [resp.body]
-        if resp.status == 409 and resp.body.get("code") == "request_in_progress":
-            # The first create is still being processed: settle it on a later recheck
-            # (a lookup by order could touch another operation's payment).
-            raise OutcomeUnknown("the create is still in progress", reference=record.reference)
-        if resp.status in (400, 409, 422):
-            return []  # refused for what it is (and replayed as refused): nothing was created
-        # 401/403/404 and the like say nothing about the payment: keep the record.
-        raise OutcomeUnknown(
-            f"recheck could not replay the create (HTTP {resp.status})",
-            reference=record.reference,
-            status=resp.status,
-        )
-    return (yield from _lookup(record.reference, ctx))
+        view = yield from status(record.payment_id, ctx, record.reference, expect)
+        return [view]
+    if not record.key_sent:
+        payments = yield from find_payments(record.reference, ctx)
+        return payments
+    request = api.create_payment(
+        record.reference, record.amount, record.currency, record.idempotency_key
+    )
+    resp = yield from call(request, ctx, record.reference)
+    refs: dict[str, Any] = {
+        "reference": record.reference,
+        "idempotency_key": record.idempotency_key,
+    }
+    if resp.ok:
+        return [read_payment(resp.body, expect=expect, what="create")]
+    if _in_progress(resp):
+        # The first create is still being processed: settle it on a later recheck
+        # (a lookup by order could touch another operation's payment).
+        raise OutcomeUnknown("the create is still in progress", **refs)
+    if resp.status in (409, 422):
+        # Only the order's own payments can say that nothing was created.
+        try:
+            yield from _explain_conflict(record.reference, ctx, resp, **refs)
+        except ConflictError:
+            return []
+    if resp.status == 400:
+        return []  # the create itself is invalid (and replayed as such): nothing was created
+    # 401/403/404 and the like say nothing about the payment: keep the record.
+    raise OutcomeUnknown(
+        f"recheck could not replay the create (HTTP {resp.status})",
+        status=resp.status,
+        **refs,
+    )
 
 
 def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]:
     payments = yield from _payments_of(record, ctx)
+    own = bool(record.payment_id or record.key_sent)  # this operation's own payment
     touched: list[str] = []
     refunded = 0
     actions: list[str] = []
     states: list[str] = []
-    for body in payments:
-        payment_id = str(body.get("paymentId", ""))
+    for view in payments:
+        payment_id = view.payment_id
         touched.append(payment_id)
-        state = api.payment_state(body)
+        expect = Expected(record.reference, view.amount, view.currency)
         cancelled_here = False
-        if state == "initiated":
+        if view.state == "initiated":
             cancelled_here = True
             if ctx.policy.recover_pending == "poll":
                 try:
-                    body = yield from poll_until_settled(payment_id, ctx, record.reference, None)
+                    view = yield from poll_until_settled(
+                        payment_id, ctx, record.reference, None, expect=expect
+                    )
                 except PollingTimedOut:
-                    body = yield from cancel(payment_id, ctx, record.reference)
+                    view = yield from cancel(payment_id, ctx, record.reference, expect)
             else:
-                body = yield from cancel(payment_id, ctx, record.reference)
-            state = api.payment_state(body)
-            if state == "initiated":
+                view = yield from cancel(payment_id, ctx, record.reference, expect)
+            if view.state == "initiated":
                 raise OutcomeUnknown("payment still pending after cancel", payment_id=payment_id)
         if (
-            state == "reserved"
+            view.state == "reserved"
             and ctx.policy.capture
             and not ctx.policy.refund_unclaimed
-            and (record.payment_id or record.key_sent)  # this operation's own payment
+            and own
         ):
             # The caller will apply it as paid: take the money, as ``pay`` would have
             # (a reservation left alone is never paid out to the shop).
-            amount = int(body.get("amount", record.amount))
-            body = yield from _capture(payment_id, amount, record.reference, ctx)
-            state = api.payment_state(body)
-            if state == "reserved":
+            view = yield from capture(payment_id, view.amount, ctx, record.reference, expect)
+            if view.state == "reserved":
                 # Refused or unanswered: report it only once the money is taken.
                 raise OutcomeUnknown("capture of a late approval not confirmed yet",
                                      reference=record.reference, payment_id=payment_id)  # fmt: skip
-        if state in api.MONEY_TAKEN_STATES:
+        if view.money_taken:
             if not ctx.policy.refund_unclaimed:
                 actions.append("reported")
-                states.append(state)
+                states.append(view.state)
                 continue
-            amount = int(body.get("amount", record.amount)) - int(body.get("refundedAmount", 0))
+            amount = view.amount - view.refunded_amount
             if amount > 0:
                 # A key derived from the record: a recheck repeated after a crash reuses it.
                 key = derived_key("refund", record.idempotency_key, payment_id)
                 yield from refund(
-                    payment_id, amount, record.reference, ctx, key=key, currency=record.currency
+                    payment_id, amount, record.reference, ctx, key=key, currency=view.currency
                 )
                 refunded += amount
             actions.append("refunded")
-            states.append(state)
-        else:
-            actions.append("cancelled" if cancelled_here and state == "cancelled" else "forgotten")
-            states.append(state)
+            states.append(view.state)
+        elif view.state in ("declined", "cancelled", "expired"):
+            confirmed = cancelled_here and view.state == "cancelled"
+            actions.append("cancelled" if confirmed else "forgotten")
+            states.append(view.state)
+        else:  # pragma: no cover - every state is handled above; never forget on a surprise
+            raise ReplyNotUnderstood(f"payment {payment_id} in state {view.state!r}")
     if "reported" in actions:
         yield Save(replace(record, state="reported"))
         action = "reported"

@@ -14,10 +14,13 @@ __all__ = [
     "CURRENCY_PATTERN",
     "KEY_PATTERN",
     "MAX_AMOUNT",
+    "PAYMENT_ID_PATTERN",
     "REFERENCE_PATTERN",
     "amount",
     "currency",
     "idempotency_key",
+    "is_payment_id",
+    "payment_id",
     "reference",
 ]
 
@@ -28,10 +31,14 @@ MAX_AMOUNT = 1_000_000_000
 REFERENCE_PATTERN = r"[A-Za-z0-9._:-]{1,64}"
 #: Idempotency keys (UUIDs fit).
 KEY_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+#: Payment ids go into URL paths: a reference that is not a dot-segment
+#: (``.`` or ``..`` would let ``status("..")`` reach ``GET /v10/payments``).
+PAYMENT_ID_PATTERN = r"(?!\.{1,2}$)[A-Za-z0-9._:-]{1,64}"
 CURRENCY_PATTERN = r"[A-Z]{3}"
 _REFERENCE = re.compile(REFERENCE_PATTERN)
 _KEY = re.compile(KEY_PATTERN)
 _CURRENCY = re.compile(CURRENCY_PATTERN)
+_PAYMENT_ID = re.compile(PAYMENT_ID_PATTERN)
 
 
 def amount(value: object, field: str = "amount") -> int:
@@ -73,3 +80,17 @@ def idempotency_key(value: object, field: str = "key") -> str:
             field, "must be 1-64 characters of letters, digits, - and _ (a UUID fits)"
         )
     return value
+
+
+def payment_id(value: object, field: str = "payment_id") -> str:
+    """A payment id safe to put in a URL path: a reference other than ``.`` or ``..``."""
+    reference(value, field)
+    assert isinstance(value, str)
+    if not _PAYMENT_ID.fullmatch(value):
+        raise InvalidRequest(field, f"must not be a dot-segment, got {value!r}")
+    return value
+
+
+def is_payment_id(value: object) -> bool:
+    """True if ``value`` may be used as a payment id (checks provider-supplied ids)."""
+    return isinstance(value, str) and _PAYMENT_ID.fullmatch(value) is not None

@@ -5,7 +5,14 @@ The pure parts are re-exported here; the server (Starlette, uvicorn) lives in
 :mod:`payflow.provider.testing` so importing this package needs neither.
 """
 
-from payflow.provider.faults import FaultDraw, FaultProfile, Faults, load_profile, profile_names
+from payflow.provider.faults import (
+    FaultDraw,
+    FaultProfile,
+    Faults,
+    Mangle,
+    load_profile,
+    profile_names,
+)
 from payflow.provider.ledger import Ledger, PayerModel, Ticket
 
 __all__ = [
@@ -13,6 +20,7 @@ __all__ = [
     "FaultProfile",
     "Faults",
     "Ledger",
+    "Mangle",
     "PayerModel",
     "Ticket",
     "load_profile",

@@ -12,7 +12,11 @@ passes through the faults of the moment (:class:`~payflow.provider.faults.Faults
 5. ``ledger.commit``, then the latency after commit;
 6. ``error_after`` -- 503 although the change was made; ``lost`` -- no answer:
    the connection is held until the client gives up (or ``lost_hold_s`` real
-   seconds pass, then it is closed); otherwise the ledger's response.
+   seconds pass, then it is closed); otherwise the ledger's response -- or,
+   if the draw has a :class:`~payflow.provider.faults.Mangle`, a misbehaving
+   version of it (:func:`~payflow.provider.misbehaviour.wire_reply`: garbled,
+   truncated, wrong shape, foreign, unknown state, 409, odd ``pollDelayInMs``),
+   possibly trickled a few bytes at a time over ``trickle_s``.
 
 Time is simulated: ``now = day_offset_s + elapsed_real_seconds * time_scale``,
 and every sleep is divided by ``time_scale``. All randomness comes from
@@ -37,6 +41,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Collection, Mapping
+from http import HTTPStatus
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -56,6 +61,7 @@ from payflow.core.api import (
 from payflow.core.messages import Request, Response
 from payflow.provider.faults import FaultDraw, FaultProfile, Faults
 from payflow.provider.ledger import HugeNumber, Ledger, PayerModel, Ticket, error_body
+from payflow.provider.misbehaviour import WireReply, wire_reply
 
 __all__ = ["INSPECT_PATH", "MAX_BODY_BYTES", "MAX_JSON_DEPTH", "ProviderState", "create_app"]
 
@@ -65,6 +71,9 @@ INSPECT_PATH: Final = "/_payflow/ledger"
 MAX_BODY_BYTES: Final = 64 * 1024
 #: Deepest JSON nesting accepted (the body object is level 1); deeper gets 400.
 MAX_JSON_DEPTH: Final = 32
+#: A trickled answer is written in about one piece per this many real seconds
+#: (at most one piece per byte).
+_TRICKLE_STEP_S: Final = 0.02
 #: Integer literals longer than this (sign included) are kept as a HugeNumber,
 #: not converted: no field takes one, and Python refuses past 4300 digits.
 _MAX_INT_CHARS: Final = 64
@@ -248,6 +257,7 @@ class ProviderState:
         self.shutting_down = False
         self.lost = 0  # responses withheld after commit
         self.resets = 0  # connections reset before commit
+        self.misbehaved = 0  # answers mangled or trickled (odd Retry-After included)
 
     def __repr__(self) -> str:
         return (
@@ -514,14 +524,18 @@ class _Api:
             response = ledger.handle(client_id, request, state.now(), poll_delay_ms=delay)
             return await _send_json(send, response.status, response.body, response.headers)
         draw = faults.draw(state.fault_rng)
+        mangle = draw.mangle
         if draw.action == "throttle":
-            retry_after = max(0, math.ceil(faults.retry_after_s / state.time_scale))
+            retry_after = str(max(0, math.ceil(faults.retry_after_s / state.time_scale)))
+            if mangle is not None and mangle.retry_after is not None:
+                state.misbehaved += 1
+                retry_after = mangle.retry_after  # verbatim: odd values are not time-scaled
             return await self._error(
                 send,
                 429,
                 "too_many_requests",
                 "client: too many requests, retry after the Retry-After delay",
-                **{"retry-after": str(retry_after)},
+                **{"retry-after": retry_after},
             )
         scale = state.time_scale
         outcome: Response | None
@@ -545,7 +559,59 @@ class _Api:
             state.lost += 1
             return await self._drop(scope, receive, hold=True)
         assert outcome is not None
-        await _send_json(send, outcome.status, outcome.body, outcome.headers)
+        if mangle is None:
+            return await _send_json(send, outcome.status, outcome.body, outcome.headers)
+        state.misbehaved += 1
+        reply = wire_reply(outcome, mangle)
+        await self._send_wire(scope, receive, send, reply, mangle.trickle_s / scale)
+
+    async def _send_wire(
+        self, scope: Scope, receive: Receive, send: Send, reply: WireReply, trickle_s: float
+    ) -> None:
+        """Send ``reply``; with ``trickle_s`` > 0 (real seconds), a few bytes at a time.
+
+        Trickling writes the whole answer (status line, headers, body, with
+        ``connection: close``) straight to the transport in small pieces, then
+        closes the connection; without a transport only the body trickles.
+        """
+        raw: list[tuple[bytes, bytes]] = []
+        if reply.content_type is not None:
+            raw.append((b"content-type", reply.content_type.encode("latin-1")))
+        if reply.status != 204:
+            raw.append((b"content-length", str(len(reply.payload)).encode("latin-1")))
+        raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items())
+        transport = scope.get(_TRANSPORT_KEY)
+        if trickle_s <= 0 or transport is None:
+            await send({"type": "http.response.start", "status": reply.status, "headers": raw})
+            if trickle_s <= 0:
+                await send({"type": "http.response.body", "body": reply.payload})
+                return
+            pieces = _pieces(reply.payload, trickle_s)
+            gap = trickle_s / len(pieces)
+            for i, piece in enumerate(pieces):
+                more = i < len(pieces) - 1
+                if not await self.state.work(gap):
+                    more = False  # shutting down: the rest at once
+                    piece = b"".join(pieces[i:])
+                await send({"type": "http.response.body", "body": piece, "more_body": more})
+                if not more:
+                    return
+            return
+        phrase = HTTPStatus(reply.status).phrase if reply.status in _STATUSES else ""
+        head = [f"HTTP/1.1 {reply.status} {phrase}\r\n".encode("latin-1")]
+        head.extend(k + b": " + v + b"\r\n" for k, v in raw)
+        head.append(b"connection: close\r\n\r\n")
+        pieces = _pieces(b"".join(head) + reply.payload, trickle_s)
+        gap = trickle_s / max(1, len(pieces) - 1)
+        for i, piece in enumerate(pieces):
+            if i and not await self.state.work(gap):
+                break  # shutting down: the client gets a cut answer (it may have been charged)
+            if transport.is_closing():
+                break  # the client gave up
+            transport.write(piece)
+        transport.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_wait_disconnect(receive), timeout=1.0)
 
     async def _process(
         self, client_id: str, request: Request, faults: Faults, draw: FaultDraw, scale: float
@@ -596,6 +662,17 @@ class _Api:
             transport.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_wait_disconnect(receive), timeout=1.0)
+
+
+_STATUSES: Final = frozenset(s.value for s in HTTPStatus)
+
+
+def _pieces(data: bytes, seconds: float) -> list[bytes]:
+    """``data`` in pieces of a few bytes: about one per ``_TRICKLE_STEP_S``, at most
+    one per byte, at least two (when there are two bytes)."""
+    count = max(2, min(len(data), math.ceil(seconds / _TRICKLE_STEP_S)))
+    size = max(1, math.ceil(len(data) / count))
+    return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
 
 
 class _Inspect:

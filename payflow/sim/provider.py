@@ -13,7 +13,12 @@ Each request goes through the same steps as in the HTTP server
    ``abandon`` for ``reset`` / ``error_before``), the latency after commit;
 4. the answer: the ledger's response, a 503 (``error_*``), a broken connection
    (``reset``) or nothing at all (``lost``: the client times out although the
-   change was made).
+   change was made). A draw with a :class:`~payflow.provider.faults.Mangle`
+   turns a 2xx answer into what the httpx client would make of the server's
+   misbehaving one (:func:`~payflow.provider.misbehaviour.seen_reply`: garbled,
+   truncated, ``[]`` and empty bodies become ``Response(status, {})``), a
+   trickled answer arrives ``trickle_s`` later (the slot is already free), and
+   a throttle carries the odd ``Retry-After`` verbatim.
 
 The provider keeps working on a request after its client gave up: that is how
 charges happen behind a timeout.
@@ -35,8 +40,9 @@ from typing import Any
 import simpy
 
 from payflow.core.messages import NotSent, Outcome, Request, Response, TimedOut
-from payflow.provider.faults import DAY_S, FaultDraw, FaultProfile, Faults
+from payflow.provider.faults import DAY_S, FaultDraw, FaultProfile, Faults, Mangle
 from payflow.provider.ledger import Ledger, Ticket, error_body
+from payflow.provider.misbehaviour import seen_reply
 
 __all__ = ["Capacity", "ProviderModel", "ProviderStats", "ServiceSampler", "default_service"]
 
@@ -117,7 +123,8 @@ class ProviderStats:
     ``wait_s`` sums the time requests queued for a slot, ``busy_s`` the time
     slots were held; ``served`` counts requests that got a slot, ``throttled``
     those answered 429 before queueing, ``shed`` those refused with 503
-    because ``queue_limit`` requests were already waiting.
+    because ``queue_limit`` requests were already waiting; ``misbehaved``
+    counts answers mangled, trickled or given an odd ``Retry-After``.
     """
 
     requests: int = 0
@@ -131,6 +138,7 @@ class ProviderStats:
     wait_s: float = 0.0
     busy_s: float = 0.0
     max_queue: int = 0
+    misbehaved: int = 0
 
     @property
     def mean_wait(self) -> float:
@@ -143,6 +151,14 @@ _TIMED_OUT_RESET = TimedOut("connection reset")
 _SHED = Response(503, error_body("overloaded", "server: queue full, retry later", "sim"))
 
 
+def _deliver(reply: simpy.Event, outcome: Outcome) -> Callable[[simpy.Event], None]:
+    def deliver(_: simpy.Event) -> None:
+        if not reply.triggered:
+            reply.succeed(outcome)
+
+    return deliver
+
+
 class _Job:
     """One request inside the provider: callbacks instead of a process (cheaper)."""
 
@@ -151,6 +167,7 @@ class _Job:
         "after",
         "before",
         "begun",
+        "mangle",
         "model",
         "poll_delay_ms",
         "reply",
@@ -172,6 +189,7 @@ class _Job:
         action: str,
         poll_delay_ms: int,
         now: float,
+        mangle: Mangle | None = None,
     ) -> None:
         self.model = model
         self.request = request
@@ -184,6 +202,7 @@ class _Job:
         self.start = 0.0
         self.begun: Ticket | Response | None = None
         self.slot = None
+        self.mangle = mangle
 
     def granted(self, _: simpy.Event | None) -> None:
         model = self.model
@@ -229,6 +248,14 @@ class _Job:
         if action == "ok":
             begun = self.begun
             outcome = begun if begun.__class__ is Response else Response(200, {})
+            mangle = self.mangle
+            if mangle is not None:
+                model.stats.misbehaved += 1
+                outcome = seen_reply(outcome, mangle)
+                if mangle.trickle_s > 0:  # the last byte arrives trickle_s later
+                    deliver = _deliver(self.reply, outcome)
+                    model.env.timeout(mangle.trickle_s).callbacks.append(deliver)
+                    return
         elif action == "lost":
             model.stats.lost += 1
             return  # the client waits until its own timeout
@@ -289,7 +316,7 @@ class ProviderModel:
         self.stats = ProviderStats()
         self._faults_cache: dict[int, Faults] = {}
         self.capacity = Capacity(env, self.faults_at(env.now).capacity)
-        self._throttle_cache: dict[float, Response] = {}
+        self._throttle_cache: dict[float | str, Response] = {}
         self.up = True
 
     def faults_at(self, now: float) -> Faults:
@@ -304,15 +331,16 @@ class ProviderModel:
         """Requests waiting for a slot right now."""
         return len(self.capacity.put_queue)
 
-    def _throttled(self, retry_after_s: float) -> Response:
-        response = self._throttle_cache.get(retry_after_s)
+    def _throttled(self, retry_after_s: float, odd: str | None = None) -> Response:
+        key = retry_after_s if odd is None else odd
+        response = self._throttle_cache.get(key)
         if response is None:
             response = Response(
                 429,
                 error_body("too_many_requests", "client: too many requests", "sim"),
-                {"retry-after": str(max(0, math.ceil(retry_after_s)))},
+                {"retry-after": str(max(0, math.ceil(retry_after_s))) if odd is None else odd},
             )
-            self._throttle_cache[retry_after_s] = response
+            self._throttle_cache[key] = response
         return response
 
     def submit(self, request: Request, reply: simpy.Event) -> float | None:
@@ -331,16 +359,20 @@ class ProviderModel:
         now = env.now
         faults = self.faults_at(now)
         if self.service is default_service:
-            before, after, action = faults.draw_parts(self.rng)  # the same draws, no object
+            before, after, action, mangle = faults.draw_parts(self.rng)  # the same draws
         else:
             draw = self.service(faults, self.rng)
             before, after, action = draw.latency_before_s, draw.latency_after_s, draw.action
+            mangle = draw.mangle
         if self.read_latency != 1.0 and request.method == "GET":
             f = self.read_latency
             before, after = before * f, after * f
         if action == "throttle":
             stats.throttled += 1
-            reply.succeed(self._throttled(faults.retry_after_s))
+            odd = None if mangle is None else mangle.retry_after
+            if odd is not None:
+                stats.misbehaved += 1
+            reply.succeed(self._throttled(faults.retry_after_s, odd))
             return now
         capacity = self.capacity
         if faults.capacity != capacity._capacity:
@@ -354,7 +386,7 @@ class ProviderModel:
             stats.shed += 1  # load shedding: refused before any work, nothing happens
             reply.succeed(_SHED)
             return now
-        job = _Job(self, request, reply, before, after, action, faults.poll_delay_ms, now)
+        job = _Job(self, request, reply, before, after, action, faults.poll_delay_ms, now, mangle)
         job.slot = capacity.acquire(job, job.granted)
         waiting = len(capacity.put_queue)
         if waiting:
@@ -363,6 +395,8 @@ class ProviderModel:
             return None
         if action == "lost":
             return None
-        if action == "ok" or action == "error_after":
+        if action == "ok":
+            return now + before + after + (0.0 if mangle is None else mangle.trickle_s)
+        if action == "error_after":
             return now + before + after
         return now + before

@@ -248,6 +248,16 @@ class _SlowJournal(SqliteJournal):
         finally:
             self.saving.clear()
 
+    def begin(self, *args: Any, **kwargs: Any) -> Any:  # a new payment's first save
+        self.saving.set()
+        try:
+            time.sleep(0.15)
+            found = super().begin(*args, **kwargs)
+            self.saves += 1
+            return found
+        finally:
+            self.saving.clear()
+
 
 def test_async_client_keeps_the_event_loop_free_during_journal_writes(
     provider: Provider, tmp_path: Path

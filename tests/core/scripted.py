@@ -50,6 +50,7 @@ class ScriptedDriver:
     calls: list[tuple[float, Request, float]] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
     saves: list[PendingRecord] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # every effect's kind, in order
 
     def __post_init__(self) -> None:
         if not callable(self.script):
@@ -63,6 +64,7 @@ class ScriptedDriver:
         return self._queue.pop(0)
 
     def perform(self, effect: Effect) -> Any:
+        self.log.append(type(effect).__name__)
         if isinstance(effect, Call):
             self.calls.append((self.now, effect.request, effect.timeout))
             outcome = self._answer(effect.request, effect.timeout)

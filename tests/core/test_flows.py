@@ -10,6 +10,7 @@ import pytest
 
 from payflow.core import (
     Backoff,
+    ConflictError,
     Context,
     InvalidRequest,
     Jitter,
@@ -46,6 +47,13 @@ def ctx(**policy: Any) -> Context:
 def payment(state: str, pid: str = "p-1", **extra: Any) -> dict[str, Any]:
     body = {"paymentId": pid, "orderId": "o-1", "amount": 1000, "currency": "DKK"}
     return body | {"state": state, "pollDelayInMs": 200} | extra
+
+
+def refunded(amount: int = 500, reference: str = "rf-1", pid: str = "p-1") -> dict[str, Any]:
+    return {
+        "refundId": "r-1", "paymentId": pid, "amount": amount,
+        "reference": reference, "state": "completed",
+    }  # fmt: skip
 
 
 def test_happy_path_saves_before_sending_then_forgets() -> None:
@@ -175,8 +183,8 @@ def test_polling_deadline_cancels() -> None:
 
 def test_cancel_that_loses_the_race_reports_the_real_state() -> None:
     d = ScriptedDriver([error(409, "payment_not_cancellable"), ok(payment("reserved"))])
-    body = d.run(cancel("p-1", ctx()))
-    assert body["state"] == "reserved"
+    view = d.run(cancel("p-1", ctx()))
+    assert view.state == "reserved"
 
 
 def test_polling_deadline_then_approved_in_the_race_is_a_success() -> None:
@@ -210,9 +218,9 @@ def test_polling_deadline_without_cancel_keeps_for_recheck() -> None:
 
 
 def test_refund_is_journalled_and_retried_with_the_same_key() -> None:
-    d = ScriptedDriver([TimedOut(), ok({"refundId": "r-1", "state": "completed"}, 201)])
-    body = d.run(refund("p-1", 500, "rf-1", ctx()))
-    assert body["refundId"] == "r-1"
+    d = ScriptedDriver([TimedOut(), ok(refunded(), 201)])
+    done = d.run(refund("p-1", 500, "rf-1", ctx()))
+    assert done.refund_id == "r-1"
     assert d.saves[0].operation == "refund"
     keys = {r.idempotency_key for _, r, _ in d.calls}
     assert len(keys) == 1 and d.journal == {}
@@ -254,7 +262,7 @@ def test_recheck_follows_laybuy(provider_states: list[str], action: str) -> None
 
     def provider(req: Request, now: float) -> Any:
         if req.path == "/v10/refunds":
-            return ok({"refundId": "r-1", "state": "completed"}, 201)
+            return ok(refunded(1000, "o-1"), 201)
         return ok(payment(next(states)))
 
     d = ScriptedDriver(provider)
@@ -307,11 +315,13 @@ def test_recheck_keeps_a_reservation_whose_capture_is_refused() -> None:
     assert [c[1].operation for c in d.calls] == ["status", "capture", "status"]
 
 
-def test_recheck_captures_the_payments_amount_and_only_its_own_payment() -> None:
+def test_recheck_captures_only_its_own_payment_and_never_a_mismatched_one() -> None:
     d = ScriptedDriver([ok(payment("reserved", amount=2500)), ok(payment("captured"))])
-    rec = _record(d, payment_id="p-1")  # the record says 1000; the payment is 2500
-    d.run(recheck(rec, ctx(refund_unclaimed=False)))
-    assert d.calls[1][1].body == {"amount": 2500}
+    rec = _record(d, payment_id="p-1")  # the record says 1000; the provider says 2500
+    result = d.run(recheck(rec, ctx(refund_unclaimed=False)))
+    assert (result.action, result.state) == ("kept", "mismatch")
+    assert [c[1].operation for c in d.calls] == ["status"]  # nothing captured
+    assert next(iter(d.journal.values())).state == "recheck"
 
     # A keyless record finds the order's payments by lookup: they may be another
     # operation's, so a reservation is reported as it is, not captured.
@@ -339,7 +349,7 @@ def test_recheck_with_provider_down_keeps_the_record() -> None:
 
 
 def test_recheck_of_a_refund_repeats_it_with_its_key() -> None:
-    d = ScriptedDriver([ok({"refundId": "r-1", "state": "completed"}, 201)])
+    d = ScriptedDriver([ok(refunded(1000, "o-1"), 201)])
     rec = _record(d, operation="refund", payment_id="p-1", idempotency_key="rk")
     result = d.run(recheck(rec, ctx()))
     assert result.action == "refunded" and d.calls[0][1].idempotency_key == "rk"
@@ -487,8 +497,8 @@ def test_recheck_forgets_when_the_replay_was_refused_for_what_it_is() -> None:
 
 
 def test_refund_without_key_derives_it_from_the_reference() -> None:
-    a = ScriptedDriver([ok({"refundId": "r-1"}, 201)])
-    b = ScriptedDriver([ok({"refundId": "r-1"}, 201)])
+    a = ScriptedDriver([ok(refunded(), 201)])
+    b = ScriptedDriver([ok(refunded(), 201)])
     a.run(refund("p-1", 500, "rf-1", ctx()))
     b.run(refund("p-1", 500, "rf-1", Context(Policy(), random.Random(99))))
     assert a.calls[0][1].idempotency_key == b.calls[0][1].idempotency_key
@@ -513,3 +523,73 @@ def test_repeat_kind_counts_repeated_polls_and_resends_once_each() -> None:
     assert repeat_kind(Attempt("poll", "o-1", 2, None, 0.5, 0.0), sent) == "poll"
     # attempts after the first of one call come with a Retry event: not counted here
     assert repeat_kind(Attempt("create", "o-1", 2, "k-2", 2.0, 0.0), sent) is None
+
+
+# -- the order of effects: durable before sent ----------------------------------------------
+
+
+def test_the_pending_record_is_saved_before_the_create_is_sent() -> None:
+    """Laybuy's crash rule: the journal holds the payment before any request can."""
+    d = ScriptedDriver([ok(payment("initiated"), 201), ok(payment("reserved")),
+                        ok(payment("captured"))])  # fmt: skip
+    d.run(pay("o-1", 1000, "DKK", ctx(), keep_record=True))
+    first_save, first_call = d.log.index("Save"), d.log.index("Call")
+    assert first_save < first_call
+    assert d.saves[0].payment_id is None and d.saves[0].state == "pending"
+    # The payment id is saved after the create answered and before the first poll.
+    calls = [i for i, kind in enumerate(d.log) if kind == "Call"]
+    saves = [i for i, kind in enumerate(d.log) if kind == "Save"]
+    assert calls[0] < saves[1] < calls[1] and d.saves[1].payment_id == "p-1"
+    assert "Forget" not in d.log  # keep_record: the caller forgets it
+
+
+def test_a_refund_is_saved_before_it_is_sent() -> None:
+    d = ScriptedDriver([ok(refunded(), 201)])
+    d.run(refund("p-1", 500, "rf-1", ctx()))
+    assert d.log.index("Save") < d.log.index("Call") < d.log.index("Forget")
+
+
+def test_recheck_keeps_a_payment_still_pending_after_an_unconfirmed_cancel() -> None:
+    d = ScriptedDriver(
+        [ok(payment("initiated")), error(409, "payment_not_cancellable"), ok(payment("initiated"))]
+    )
+    rec = _record(d, payment_id="p-1")
+    result = d.run(recheck(rec, ctx()))
+    assert result.action == "kept" and next(iter(d.journal.values())).state == "recheck"
+    assert [c[1].operation for c in d.calls] == ["status", "cancel", "status"]
+
+
+def test_recheck_keeps_a_payment_whose_cancel_reply_is_not_a_cancel() -> None:
+    """A 200 to the cancel that does not say "cancelled" is not a confirmation."""
+    d = ScriptedDriver(
+        [ok(payment("initiated")), ok(payment("initiated")), ok(payment("initiated"))]
+    )
+    rec = _record(d, payment_id="p-1")
+    assert d.run(recheck(rec, ctx())).action == "kept" and len(d.journal) == 1
+
+
+def test_a_409_to_a_create_is_explained_by_the_orders_payments() -> None:
+    """Nothing of the order holds money: the refusal stands and the record goes."""
+    d = ScriptedDriver([error(409, "active_payment_on_pos"), ok({"payments": []})])
+    with pytest.raises(ConflictError):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert d.journal == {} and [c[1].operation for c in d.calls] == ["create", "lookup"]
+    # The order has a payment that may be this one: outcome unknown, record kept.
+    d = ScriptedDriver(
+        [error(409, "active_payment_on_pos"), ok({"payments": [payment("initiated")]})]
+    )
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert [r.state for r in d.journal.values()] == ["recheck"]
+
+
+def test_a_refusal_after_a_timed_out_attempt_keeps_the_record() -> None:
+    """A 401 on the second attempt says nothing about the first, which may have landed."""
+    d = ScriptedDriver([TimedOut(), error(401, "unauthorized")])
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert [r.state for r in d.journal.values()] == ["recheck"]
+    d = ScriptedDriver([error(401, "unauthorized")])  # the first attempt: refused, nothing held
+    with pytest.raises(RequestRejected):
+        d.run(pay("o-1", 1000, "DKK", ctx()))
+    assert d.journal == {}
