@@ -48,7 +48,8 @@ def register(subparsers: Any) -> None:
         type=_positive,
         default=None,
         metavar="N",
-        help=f"orders in the day (at most {MAX_ORDERS})",
+        help=f"orders to track (the sample; the load is the scenario's orders_per_day; "
+        f"at most {MAX_ORDERS})",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list of summaries")
     parser.add_argument(

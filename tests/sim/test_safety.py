@@ -114,9 +114,12 @@ def twice(scenario: str, strategy: str) -> int:
     )
 
 
-def test_answer_a_still_charges_twice_when_customers_resubmit_after_an_error_page() -> None:
-    # No idempotency key: once the lock is released, a new submit is a new payment.
-    assert twice("slow-provider-day", "answer-a") > 0
+def test_answer_a_charges_twice_on_resubmit_only_if_its_lock_is_released() -> None:
+    # No idempotency key: once the lock is released, a new submit is a new payment. A's own
+    # text keeps the order locked until the provider answered, so resubmits are refused.
+    released = twice("slow-provider-day", "answer-a-release")
+    assert released > 0
+    assert twice("slow-provider-day", "answer-a") < released
 
 
 # ---------------------------------------------------------------- answer B
