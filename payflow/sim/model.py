@@ -78,7 +78,6 @@ class Order:
         "clicks",
         "email_at",
         "email_gave_up_at",
-        "email_outcome",
         "email_patience",
         "email_promised_at",
         "feedback",
@@ -135,7 +134,6 @@ class Order:
         self.fulfilled_at: float | None = None
         self.email_at: float | None = None
         self.email_promised_at: float | None = None
-        self.email_outcome = ""
         #: How long this customer waits for a promised email before giving up on the
         #: shop, and the uniform draw that decides whether they then contact support
         #: (both drawn up front from their own stream: see ``Day``).
@@ -566,7 +564,6 @@ class Day:
         if order.email_at is None:
             now = self.env.now
             order.email_at = now
-            order.email_outcome = outcome
             order.told = outcome
             if order.outcome_at is None:
                 order.outcome_at = now
