@@ -8,7 +8,6 @@ effects that need no network (clock, journal, hooks). The clients in
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -37,6 +36,7 @@ from payflow.core.messages import (
     Response,
     Save,
     TimedOut,
+    json_object,
 )
 from payflow.core.replies import PaymentStatus, Refund
 from payflow.journal import (
@@ -49,12 +49,39 @@ from payflow.journal import (
     owner_id,
 )
 
-__all__ = ["Engine", "PaymentStatus", "Refund", "Run", "testing_active", "testing_depth"]
+__all__ = [
+    "Engine",
+    "PaymentStatus",
+    "Refund",
+    "Run",
+    "read_reply",
+    "testing_active",
+    "testing_depth",
+]
 
 _log = logging.getLogger("payflow.client")
 _VERSION = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}")
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 _REDACTED = "[redacted]"
+
+
+def read_reply(response: httpx.Response, token: str | None = None) -> Response:
+    """A core :class:`Response` from an httpx response.
+
+    The body is :func:`~payflow.core.messages.json_object` of the bytes: the
+    decoded JSON object, or ``{}`` for anything else, which the core's reply
+    readers find not understood. The ``token`` never passes: any provider text
+    that echoes it has it redacted first.
+    """
+    content = response.content
+    body: Any = json_object(content)
+    headers = dict(response.headers)
+    if token:
+        if token.encode() in content or b"\\" in content:
+            body = _redact(body, token)
+        if any(token in value for value in headers.values()):
+            headers = {k: v.replace(token, _REDACTED) for k, v in headers.items()}
+    return Response(response.status_code, body, headers)
 
 
 def _redact(value: Any, token: str) -> Any:
@@ -219,7 +246,11 @@ class Engine:
 
     # ------------------------------------------------------------- network side
     def build(self, http: httpx.Client | httpx.AsyncClient, call: Call) -> httpx.Request:
-        """The httpx request for ``call``, with the headers and the per-attempt timeout."""
+        """The httpx request for ``call``, with the headers and the per-attempt timeout.
+
+        httpx applies ``timeout`` per phase; the clients make it the attempt's
+        total (:mod:`payflow._total_timeout`).
+        """
         request = call.request
         headers = self._headers
         if request.idempotency_key is not None:
@@ -233,29 +264,8 @@ class Engine:
         )
 
     def outcome(self, response: httpx.Response) -> Response:
-        """A core :class:`Response` from an httpx response.
-
-        The body is the decoded JSON object, or ``{}`` for anything else (not
-        JSON, too deeply nested to decode, not an object): the core's reply
-        readers then find it not understood. The token never passes: any
-        provider text that echoes it has it redacted first.
-        """
-        body: Any = {}
-        content = response.content
-        if content:
-            try:
-                body = json.loads(content)
-            except Exception:  # ValueError, UnicodeDecodeError, RecursionError: unreadable
-                body = {}
-        if not isinstance(body, dict):
-            body = {}
-        headers = dict(response.headers)
-        token = self._token
-        if token.encode() in content or b"\\" in content:
-            body = _redact(body, token)
-        if any(token in value for value in headers.values()):
-            headers = {k: v.replace(token, _REDACTED) for k, v in headers.items()}
-        return Response(response.status_code, body, headers)
+        """A core :class:`Response` from an httpx response (see :func:`read_reply`)."""
+        return read_reply(response, self._token)
 
     @staticmethod
     def failure(exc: httpx.RequestError) -> TimedOut | NotSent:

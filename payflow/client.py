@@ -2,9 +2,10 @@
 
 :class:`PaymentClient` (``httpx.Client``) and :class:`AsyncPaymentClient`
 (``httpx.AsyncClient``) run the *same* flow generators; they only perform the
-effects the flows yield -- send a request with the per-attempt timeout, sleep,
-read the clock, write the journal, call hooks. Every decision (retry or not,
-how long to wait, when to poll, cancel or refund) is made in the core.
+effects the flows yield -- send a request within the per-attempt timeout (a
+total for the attempt, body included), sleep, read the clock, write the
+journal, call hooks. Every decision (retry or not, how long to wait, when to
+poll, cancel or refund) is made in the core.
 
 >>> with PaymentClient(url, client_id, token, journal="payments.db") as client:  # doctest: +SKIP
 ...     client.recover()                          # settle what a crash left behind
@@ -28,7 +29,7 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from payflow import _driver
+from payflow import _driver, _total_timeout
 from payflow._driver import Engine, PaymentStatus, Refund, Run
 from payflow.core import flows, validate
 from payflow.core.backoff import Rng
@@ -238,7 +239,9 @@ class PaymentClient(_Base):
     ``policy`` sets retries, timeouts, polling and recovery (default: the
     MobilePay rules). ``client_version`` is sent as
     ``x-mobilepay-client-system-version``. ``http`` is your own
-    ``httpx.Client`` (the client does not close it). ``hooks`` are callables
+    ``httpx.Client`` (the client does not close it; its transports are wrapped
+    so that each attempt's timeout is a total -- pass a fresh one, see
+    :mod:`payflow._total_timeout`). ``hooks`` are callables
     receiving every event. ``rng`` draws keys and jitter (default
     :class:`random.SystemRandom`). ``budget`` is the retry budget shared by all
     calls (default AWS-standard; ``None`` for none). ``test_mode`` skips sleeps.
@@ -271,6 +274,12 @@ class PaymentClient(_Base):
         )  # fmt: skip
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client()
+        if not _total_timeout.bound(self._http):
+            _log.warning(
+                "payflow: cannot bound every transport of %r: the per-attempt timeout "
+                "stays httpx's per-phase one there (a trickling answer can outlast it)",
+                self._http,
+            )
 
     def _run(self, flow: Flow[T], run: Run | None = None) -> T:
         engine, http = self._engine, self._http
@@ -281,8 +290,11 @@ class PaymentClient(_Base):
                 effect = next(flow)
                 while True:
                     if type(effect) is Call:
+                        # The timeout is the attempt's total (see payflow._total_timeout).
+                        request = engine.build(http, effect)
                         try:
-                            result: Any = engine.outcome(http.send(engine.build(http, effect)))
+                            response = _total_timeout.send_sync(http, request, effect.timeout)
+                            result: Any = engine.outcome(response)
                         except httpx.RequestError as exc:
                             result = engine.failure(exc)
                     elif type(effect) is Sleep:
@@ -489,8 +501,12 @@ class AsyncPaymentClient(_Base):
                 effect = next(flow)
                 while True:
                     if type(effect) is Call:
+                        # The timeout is the attempt's total (see payflow._total_timeout).
+                        request = engine.build(http, effect)
                         try:
-                            response = await http.send(engine.build(http, effect))
+                            response = await _total_timeout.send_async(
+                                http, request, effect.timeout
+                            )
                             result: Any = engine.outcome(response)
                         except httpx.RequestError as exc:
                             result = engine.failure(exc)

@@ -302,6 +302,14 @@ _SCHEMA_VERSION = 1
 _SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
+def _row(r: PendingRecord, owner: str | None, lease_until: float) -> tuple[Any, ...]:
+    """The table row of a record saved now (the columns of ``_COLUMNS``)."""
+    return (
+        r.idempotency_key, r.reference, r.operation, r.amount, r.currency, r.created_at,
+        r.payment_id, r.state, int(r.key_sent), time.time(), owner, lease_until,
+    )  # fmt: skip
+
+
 def _entry(row: tuple[Any, ...]) -> JournalEntry:
     key, ref, op, amount, currency, created, pid, state, sent, saved, owner, lease = row
     record = PendingRecord(
@@ -387,11 +395,7 @@ class SqliteJournal:
         self, record: PendingRecord, owner: str | None = None, lease_until: float = 0.0
     ) -> None:
         """Insert or replace the record kept under ``record.idempotency_key``; durable on return."""
-        r = record
-        row = (
-            r.idempotency_key, r.reference, r.operation, r.amount, r.currency, r.created_at,
-            r.payment_id, r.state, int(r.key_sent), time.time(), owner, lease_until,
-        )  # fmt: skip
+        row = _row(record, owner, lease_until)
         try:
             with self._lock:
                 self._db.execute(_UPSERT, row)
@@ -407,10 +411,7 @@ class SqliteJournal:
         at once cannot both pass the check. Durable on return, like :meth:`save`.
         """
         r = record
-        row = (
-            r.idempotency_key, r.reference, r.operation, r.amount, r.currency, r.created_at,
-            r.payment_id, r.state, int(r.key_sent), time.time(), owner, lease_until,
-        )  # fmt: skip
+        row = _row(r, owner, lease_until)
         try:
             with self._lock:
                 db = self._db

@@ -457,22 +457,35 @@ def capture(
     """
     if expect.amount is None:
         expect = replace(expect, amount=amount)
-    try:
-        resp: Response | None = yield from call(
-            api.capture_payment(payment_id, amount), ctx, reference
-        )
-    except (OutcomeUnknown, ProviderUnavailable):
-        resp = None
-    if resp is not None and resp.ok:
-        try:
-            view = read_payment(resp.body, payment_id=payment_id, expect=expect, what="capture")
-        except ReplyNotUnderstood:
-            pass
-        else:
-            if view.state == "captured":
-                return view
+    request = api.capture_payment(payment_id, amount)
+    view = yield from _confirmed(request, "captured", payment_id, ctx, reference, expect)
+    if view is not None:
+        return view
     # 409, no answer, an odd reply: the reservation stands (money is taken); read it.
     return (yield from status(payment_id, ctx, reference, expect))
+
+
+def _confirmed(
+    request: Request,
+    state: str,
+    payment_id: str,
+    ctx: Context,
+    reference: str,
+    expect: Expected,
+) -> Flow[PaymentStatus | None]:
+    """Send a naturally idempotent write (capture, cancel); the payment if a reply the
+    client understood says it reached ``state``, else ``None`` (the caller reads it)."""
+    try:
+        resp = yield from call(request, ctx, reference)
+    except (OutcomeUnknown, ProviderUnavailable):
+        return None
+    if not resp.ok:
+        return None
+    try:
+        view = read_payment(resp.body, payment_id=payment_id, expect=expect, what=request.operation)
+    except ReplyNotUnderstood:
+        return None
+    return view if view.state == state else None
 
 
 def status(
@@ -505,18 +518,10 @@ def cancel(
     is read again and that state is returned (Laybuy, "Cancelling Orders").
     Raises :class:`OutcomeUnknown` if neither call gives an answer it can trust.
     """
-    try:
-        resp: Response | None = yield from call(api.cancel_payment(payment_id), ctx, reference)
-    except (OutcomeUnknown, ProviderUnavailable):
-        resp = None
-    if resp is not None and resp.ok:
-        try:
-            view = read_payment(resp.body, payment_id=payment_id, expect=expect, what="cancel")
-        except ReplyNotUnderstood:
-            pass
-        else:
-            if view.state == "cancelled":
-                return view
+    request = api.cancel_payment(payment_id)
+    view = yield from _confirmed(request, "cancelled", payment_id, ctx, reference, expect)
+    if view is not None:
+        return view
     try:
         return (yield from status(payment_id, ctx, reference, expect))
     except (ProviderMismatch, ReplyNotUnderstood):

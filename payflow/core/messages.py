@@ -23,6 +23,7 @@ certainly did not reach the provider).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -43,6 +44,7 @@ __all__ = [
     "Save",
     "Sleep",
     "TimedOut",
+    "json_object",
 ]
 
 
@@ -135,6 +137,23 @@ class NotSent:
 
 
 Outcome = Response | TimedOut | NotSent
+
+
+def json_object(payload: bytes) -> dict[str, Any]:
+    """The JSON object ``payload`` holds, or ``{}`` for anything else.
+
+    Not JSON, not UTF-8, too deeply nested to decode (``RecursionError``), an
+    integer too long to read, JSON that is not an object: all ``{}``, which the
+    reply readers (:mod:`payflow.core.replies`) then find not understood. Every
+    driver decodes a provider's bytes with this, so all see the same reply.
+    """
+    if not payload:
+        return {}
+    try:
+        body = json.loads(payload)
+    except Exception:  # ValueError, UnicodeDecodeError, RecursionError: unreadable
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from payflow.core.errors import (
     PayflowError,
     ProviderMismatch,
     ReplyNotUnderstood,
+    RequestRejected,
 )
 from payflow.core.flows import (
     _explain_conflict,
@@ -110,7 +111,20 @@ def _payments_of(record: PendingRecord, ctx: Context) -> Flow[list[PaymentStatus
     """The payments this record stands for, each checked against it."""
     expect = Expected(record.reference, record.amount, record.currency)
     if record.payment_id:
-        view = yield from status(record.payment_id, ctx, record.reference, expect)
+        try:
+            view = yield from status(record.payment_id, ctx, record.reference, expect)
+        except RequestRejected as exc:
+            if exc.status != 404:
+                raise
+            # The provider knows no such payment: the reply that named it was wrong
+            # (a bug, a proxy). The create's key still names this operation's payment.
+            found = yield from _payments_of(replace(record, payment_id=None), ctx)
+            if any(p.payment_id == record.payment_id for p in found):
+                raise OutcomeUnknown(
+                    "the provider both knows and does not know the payment",
+                    reference=record.reference, payment_id=record.payment_id,
+                ) from exc  # fmt: skip
+            return found
         return [view]
     if not record.key_sent:
         payments = yield from find_payments(record.reference, ctx)

@@ -41,11 +41,12 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 from urllib.parse import parse_qsl
 
 from payflow.core.api import CORRELATION_HEADER
 from payflow.core.messages import Request, Response
+from payflow.core.replies import PAYMENT_STATES
 from payflow.core.validate import CURRENCY_PATTERN, KEY_PATTERN, MAX_AMOUNT, REFERENCE_PATTERN
 
 __all__ = [
@@ -68,10 +69,8 @@ __all__ = [
 #: 180 days -- developer.vippsmobilepay.com, "Capture attempt deadlines").
 DEFAULT_RESERVATION_EXPIRY_S: Final = 7 * 86_400.0
 
-#: Every state a payment can be in.
-PAYMENT_STATES: Final = frozenset(
-    {"initiated", "reserved", "captured", "declined", "cancelled", "expired"}
-)
+# PAYMENT_STATES, every state a payment can be in, is the wire contract's (one definition,
+# in payflow.core.replies, which the client reads replies with).
 
 _ID_RE = re.compile(REFERENCE_PATTERN)
 _KEY_RE = re.compile(KEY_PATTERN)

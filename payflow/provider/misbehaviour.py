@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from payflow.core.messages import Response
+from payflow.core.messages import Response, json_object
 from payflow.provider.faults import ODD_POLL_DELAY_VALUES, Mangle
 
 __all__ = ["JSON_TYPE", "WireReply", "client_view", "seen_reply", "wire_reply"]
@@ -176,17 +176,9 @@ def wire_reply(response: Response, mangle: Mangle | None) -> WireReply:
 
 
 def client_view(reply: WireReply) -> Response:
-    """What payflow's httpx drivers make of ``reply`` (as ``Engine.outcome`` does):
-    the decoded body if it is a JSON object, else ``{}``."""
-    body: Any = {}
-    if reply.payload:
-        try:
-            body = json.loads(reply.payload)
-        except ValueError:  # JSONDecodeError, UnicodeDecodeError
-            body = {}
-    if not isinstance(body, dict):
-        body = {}
-    return Response(reply.status, body, dict(reply.headers))
+    """What payflow's drivers make of ``reply``: the same decoding as the httpx
+    clients (:func:`payflow.core.messages.json_object`)."""
+    return Response(reply.status, json_object(reply.payload), dict(reply.headers))
 
 
 def seen_reply(response: Response, mangle: Mangle | None) -> Response:

@@ -1,8 +1,12 @@
-"""Property: whatever the provider does to the requests, no order is charged twice,
-every charge is either reported to the caller or refunded, and ``recover()``
+"""Property: whatever the provider does to the requests -- and whatever it answers --
+no order is charged twice, every charge is either reported to the caller or
+refunded, no exception escapes outside ``payflow.errors``, and ``recover()``
 leaves nothing unresolved. Over real HTTP, one server for the whole module; each
-example scripts the fate of the next requests (delays before/after commit, lost
-responses, 5xx before/after commit, 429 with Retry-After, resets)."""
+example scripts the fate of the next requests: delays before/after commit, lost
+responses, 5xx before/after commit, 429 with Retry-After, resets, and the
+misbehaving provider's replies (garbled, truncated, wrong shape, about another
+order or amount, unknown states, 409 after commit, odd Retry-After and
+pollDelayInMs, trickled answers)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,13 @@ from payflow.client import AsyncPaymentClient, PaymentClient
 from payflow.core import Policy, PollSchedule, RetryPolicy, Timeouts
 from payflow.core.backoff import Backoff, Jitter
 from payflow.errors import PayflowError
-from payflow.provider.faults import FaultDraw
+from payflow.provider.faults import (
+    BODY_MANGLES,
+    ODD_POLL_DELAYS,
+    ODD_RETRY_AFTER,
+    FaultDraw,
+    Mangle,
+)
 from payflow.provider.ledger import PayerModel
 from payflow.provider.testing import running_provider
 
@@ -54,7 +64,24 @@ fates = st.one_of(
         lambda lat: FaultDraw(lat[0], lat[1], "ok")
     ),
 )
-schedules = st.lists(fates, max_size=8)
+mangled = st.one_of(
+    st.builds(
+        lambda body_variant, cut, poll_delay: FaultDraw(
+            0.0, 0.0, "ok", Mangle(body_variant[0], body_variant[1], cut, poll_delay)
+        ),
+        st.sampled_from([(b, v) for b, forms in BODY_MANGLES.items() for v in forms]),
+        st.floats(0.0, 0.999),
+        st.none() | st.sampled_from(ODD_POLL_DELAYS),
+    ),
+    st.sampled_from(ODD_POLL_DELAYS).map(
+        lambda odd: FaultDraw(0.0, 0.0, "ok", Mangle(poll_delay=odd))
+    ),
+    st.sampled_from(ODD_RETRY_AFTER).map(
+        lambda odd: FaultDraw(0.0, 0.0, "throttle", Mangle(retry_after=odd))
+    ),
+    st.sampled_from([0.02, SLOW]).map(lambda s: FaultDraw(0.0, 0.0, "ok", Mangle(trickle_s=s))),
+)
+schedules = st.lists(fates | mangled, max_size=8)
 
 
 class World:
@@ -124,7 +151,7 @@ def check_example(
         if all(o.action != "kept" for o in outcomes):
             break
         world.drain()
-    assert client.journal.pending() == [], "recover() left records unresolved"
+    assert client.journal.pending() == [], f"recover() left records unresolved: {outcomes}"
     payments = [p for p in world.provider.ledger()["payments"] if p["orderId"] == order]
     charged = [p for p in payments if p["state"] in MONEY and p["refundedAmount"] < p["amount"]]
     assert len(charged) <= 1, f"order charged twice: {payments}"
@@ -144,27 +171,43 @@ common = settings(
 )
 
 
-@settings(common, max_examples=200)
-@given(
+examples = given(
     schedule=schedules,
     payer=st.sampled_from(sorted(PAYERS)),
     amount=st.integers(1, 10_000),
     caller_retries=st.booleans(),
 )
+
+
+@settings(common, max_examples=200)
+@examples
 def test_sync_client_never_double_charges(
     world: World, schedule: list[FaultDraw], payer: str, amount: int, caller_retries: bool
 ) -> None:
     check_example(world, lambda x: x, world.sync, schedule, payer, amount, caller_retries)
 
 
-@settings(common, max_examples=60)
-@given(
-    schedule=schedules,
-    payer=st.sampled_from(sorted(PAYERS)),
-    amount=st.integers(1, 10_000),
-    caller_retries=st.booleans(),
-)
+@settings(common, max_examples=100)
+@examples
 def test_async_client_never_double_charges(
+    world: World, schedule: list[FaultDraw], payer: str, amount: int, caller_retries: bool
+) -> None:
+    check_example(world, world.loop.run, world.aio, schedule, payer, amount, caller_retries)
+
+
+@pytest.mark.slow
+@settings(common, max_examples=1500)
+@examples
+def test_sync_client_never_double_charges_at_length(
+    world: World, schedule: list[FaultDraw], payer: str, amount: int, caller_retries: bool
+) -> None:
+    check_example(world, lambda x: x, world.sync, schedule, payer, amount, caller_retries)
+
+
+@pytest.mark.slow
+@settings(common, max_examples=600)
+@examples
+def test_async_client_never_double_charges_at_length(
     world: World, schedule: list[FaultDraw], payer: str, amount: int, caller_retries: bool
 ) -> None:
     check_example(world, world.loop.run, world.aio, schedule, payer, amount, caller_retries)

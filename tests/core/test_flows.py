@@ -593,3 +593,17 @@ def test_a_refusal_after_a_timed_out_attempt_keeps_the_record() -> None:
     with pytest.raises(RequestRejected):
         d.run(pay("o-1", 1000, "DKK", ctx()))
     assert d.journal == {}
+
+
+def test_recheck_of_a_payment_the_provider_does_not_know_asks_by_the_key() -> None:
+    """A create reply named a payment that does not exist (404): the key still names
+    the operation's real payment, which the recheck then settles."""
+    d = ScriptedDriver(
+        [error(404, "not_found"), ok(payment("reserved", pid="p-real"), 201),
+         ok(refunded(1000, "o-1", pid="p-real"), 201)]
+    )  # fmt: skip
+    rec = _record(d, payment_id="p-bogus")
+    result = d.run(recheck(rec, ctx()))
+    assert (result.action, result.payment_ids) == ("refunded", ("p-real",))
+    assert [c[1].operation for c in d.calls] == ["status", "create", "refund"]
+    assert d.journal == {}

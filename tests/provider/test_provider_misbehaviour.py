@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from payflow._driver import Engine
+from payflow._driver import read_reply
 from payflow.core.api import IDEMPOTENCY_HEADER
 from payflow.provider.faults import (
     BODY_MANGLES,
@@ -117,7 +117,7 @@ def test_garbled_bodies_are_not_json_but_the_payments_were_made() -> None:
         assert r.status_code == 201
         assert r.content and not_json(r.content)
         assert int(r.headers["content-length"]) == len(r.content)
-        assert Engine.outcome(r).body == {}  # what the client makes of it
+        assert read_reply(r).body == {}  # what the client makes of it
         if r.headers["content-type"].startswith("text/html"):
             forms.add("html")
             assert b"<html>" in r.content
@@ -138,7 +138,7 @@ def test_truncated_bodies_are_cut_json_with_a_consistent_length() -> None:
         assert r.status_code == 201
         assert int(r.headers["content-length"]) == len(r.content)
         assert r.content.startswith(b"{") and not_json(r.content)
-        assert Engine.outcome(r).body == {}
+        assert read_reply(r).body == {}
         x = payments[f"order-{i}"]
         whole = json.dumps(
             {"paymentId": x["paymentId"], "orderId": x["orderId"], "amount": x["amount"]},
@@ -355,7 +355,7 @@ def test_client_view_is_what_the_httpx_driver_sees(mangle: Mangle) -> None:
     headers = dict(wire.headers)
     if wire.content_type is not None:
         headers["content-type"] = wire.content_type
-    seen = Engine.outcome(httpx.Response(wire.status, headers=headers, content=wire.payload))
+    seen = read_reply(httpx.Response(wire.status, headers=headers, content=wire.payload))
     view = client_view(wire)
     assert (view.status, view.body) == (seen.status, seen.body)
     assert view.headers.items() <= seen.headers.items()

@@ -12,20 +12,7 @@ from payflow.sim.model import Day
 
 from .conftest import SEEDS, summary, total
 
-#: Scenarios the core client flows do not survive yet (issue 11 "money safety": a weird
-#: reply -- e.g. ``Retry-After: ²`` -- raises a non-payflow exception or an illegal state
-#: change; the core is being fixed on another branch). Their cases are expected failures
-#: until then: drop the name here once they pass.
-CORE_FIX_PENDING = frozenset({"misbehaving-provider"})
-SAFE_SCENARIOS = [name for name in scenario_names() if name not in CORE_FIX_PENDING]
-SCENARIOS = [
-    *SAFE_SCENARIOS,
-    *(
-        pytest.param(name, marks=pytest.mark.xfail(reason="issue 11: core fix pending"))
-        for name in scenario_names()
-        if name in CORE_FIX_PENDING
-    ),
-]
+SCENARIOS = scenario_names()
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -157,7 +144,7 @@ def test_a_fresh_key_per_attempt_does_not_stop_retry_duplicates() -> None:
 
 
 def test_one_key_per_order_alone_stops_every_duplicate_but_not_silent_charges() -> None:
-    for scenario in SAFE_SCENARIOS:
+    for scenario in SCENARIOS:
         assert total(scenario, "key-only", "duplicate_charges") == 0, scenario
     assert total("slow-provider-day", "key-only", "silent_charges") > 0
 
