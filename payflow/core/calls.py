@@ -217,23 +217,28 @@ def poll_until_settled(
     checked against the payment asked for (and ``expect``): a mismatch raises
     :class:`~payflow.core.errors.ProviderMismatch` at once. Raises
     :class:`PollingTimedOut` at the polling deadline (it never starts a wait
-    that would end past it).
+    that would end past it, and cuts the last poll to the time left).
     """
     schedule = schedule or ctx.policy.polling
     timeout = ctx.policy.retry.timeouts.poll
+    shortest = min(timeout, ctx.policy.retry.min_attempt_timeout)
     request = api.get_payment(payment_id)
     start: float = yield _NOW
     last_ms, failures, previous = first_delay_ms, 0, None
     while True:
         delay = schedule.next_delay(last_ms, failures, previous, ctx.rng)
         now: float = yield _NOW
-        if now + delay - start > schedule.deadline:
+        if now + delay + shortest - start > schedule.deadline:
             raise PollingTimedOut()
         yield Sleep(delay)
         previous = delay
         now = yield _NOW
-        yield Emit(Attempt("poll", reference, failures + 1, None, timeout, now))
-        outcome = yield Call(request, timeout)
+        # No poll outlives the polling deadline: the last one gets the time left.
+        cut = min(timeout, schedule.deadline - (now - start))
+        if cut < shortest:
+            raise PollingTimedOut()
+        yield Emit(Attempt("poll", reference, failures + 1, None, cut, now))
+        outcome = yield Call(request, cut)
         now = yield _NOW
         status = outcome.status if isinstance(outcome, Response) else None
         yield Emit(

@@ -607,3 +607,19 @@ def test_recheck_of_a_payment_the_provider_does_not_know_asks_by_the_key() -> No
     assert (result.action, result.payment_ids) == ("refunded", ("p-real",))
     assert [c[1].operation for c in d.calls] == ["status", "create", "refund"]
     assert d.journal == {}
+
+
+def test_no_poll_outlives_the_polling_deadline() -> None:
+    """Polls that never answer: the last one is cut to the time left, never past it."""
+
+    def provider(req: Request, now: float) -> Any:
+        return ok(payment("initiated"), 201) if req.method == "POST" else TimedOut()
+
+    schedule = PollSchedule(deadline=2.0, default_delay=0.3, backoff=Backoff(Jitter.NONE, 0.3, 0.3))
+    d = ScriptedDriver(provider)
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx(polling=schedule, cancel_on_give_up=False)))
+    polls = [(at, timeout) for at, r, timeout in d.calls if r.operation == "poll"]
+    start = d.calls[0][0] + d.latency  # polling starts when the create answered
+    assert polls and all(at + timeout <= start + 2.0 + 1e-9 for at, timeout in polls)
+    assert polls[-1][1] < 0.5  # the last poll was cut
