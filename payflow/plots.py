@@ -262,32 +262,49 @@ def sim_vs_real(
     title: str = "",
     xlabel: str = "",
 ) -> Axes:
-    """The real run's 95% interval (bar) and the simulated value (diamond) per row.
+    """Where the real value must fall (bar), the simulation (diamond) and the real value.
 
     ``table`` is :func:`payflow.compare.compare` output (``strategy``,
-    ``metric``, ``real``, ``real_low``, ``real_high``, ``sim``, ``within``);
-    one row per (strategy, metric in ``metrics``). A diamond is green inside
-    the interval and red outside it. Rates (``*_rate``) are drawn in percent.
+    ``metric``, ``real``, ``sim``, ``low``, ``high``, ``within``); one row
+    per (strategy, metric in ``metrics``). The bar is the agreement interval
+    built from the simulation's seed-to-seed spread (coupling included); the
+    real value's mark is green inside it and red outside. Tables without
+    ``low``/``high`` (older output) draw the real run's own interval
+    (``real_low``/``real_high``) instead. Rates (``*_rate``) are drawn in percent.
     """
     ax = _axes(ax, (8.0, 0.45 * max(4, len(table)) + 1.0))
     rows = table[table["metric"].isin(metrics)].reset_index(drop=True)
+    agreement = "low" in rows.columns and "high" in rows.columns
+    low_col, high_col = ("low", "high") if agreement else ("real_low", "real_high")
     for y, row in enumerate(rows.to_dict("records")):
         k = 100.0 if str(row["metric"]).endswith("_rate") else 1.0
-        ax.plot([row["real_low"] * k, row["real_high"] * k], [y, y], color="#1f77b4", lw=6,
+        ax.plot([row[low_col] * k, row[high_col] * k], [y, y], color="#1f77b4", lw=6,
                 alpha=0.35, solid_capstyle="butt")  # fmt: skip
-        ax.plot([row["real"] * k], [y], "|", color="#1f77b4", ms=14, mew=2)
         colour = "#2ca02c" if row["within"] else "#d62728"
-        ax.plot([row["sim"] * k], [y], "D", color=colour, ms=7)
+        if agreement:
+            ax.plot([row["sim"] * k], [y], "D", color="#444444", ms=6)
+            ax.plot([row["real"] * k], [y], "|", color=colour, ms=16, mew=3)
+        else:
+            ax.plot([row["real"] * k], [y], "|", color="#1f77b4", ms=14, mew=2)
+            ax.plot([row["sim"] * k], [y], "D", color=colour, ms=7)
     labels = [
         f"{r.strategy}: {LABELS.get(str(r.metric), str(r.metric))}" for r in rows.itertuples()
     ]
     ax.set_yticks(range(len(rows)), labels)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel or "value (rates in % of orders)")
-    ax.set_title(title or "real run (95% interval) vs simulation (diamond)")
-    ax.plot([], [], color="#1f77b4", lw=6, alpha=0.35, label="real run, 95% interval")
-    ax.plot([], [], "D", color="#2ca02c", label="simulation, inside")
-    ax.plot([], [], "D", color="#d62728", label="simulation, outside")
+    if agreement:
+        ax.set_title(title or "real value vs where the simulation says it should fall")
+        ax.plot([], [], color="#1f77b4", lw=6, alpha=0.35,
+                label="95% interval from the simulation's seed spread")  # fmt: skip
+        ax.plot([], [], "D", color="#444444", label="simulation (pooled)")
+        ax.plot([], [], "|", color="#2ca02c", mew=3, label="real run, inside")
+        ax.plot([], [], "|", color="#d62728", mew=3, label="real run, outside")
+    else:
+        ax.set_title(title or "real run (95% interval) vs simulation (diamond)")
+        ax.plot([], [], color="#1f77b4", lw=6, alpha=0.35, label="real run, 95% interval")
+        ax.plot([], [], "D", color="#2ca02c", label="simulation, inside")
+        ax.plot([], [], "D", color="#d62728", label="simulation, outside")
     ax.legend(fontsize=8, loc="best")
     ax.grid(axis="x", alpha=0.3)
     return ax

@@ -30,7 +30,13 @@ if TYPE_CHECKING:
 __all__ = ["HARM_COLUMNS", "TABLE_COLUMNS", "build_report", "register"]
 
 #: The rates whose sum orders the tables: harm to customers.
-HARM_COLUMNS = ("duplicate_charge_rate", "silent_charge_rate", "orphan_charge_rate")
+HARM_COLUMNS = (
+    "duplicate_charge_rate",
+    "duplicate_hold_rate",
+    "silent_charge_rate",
+    "told_failed_but_charged_rate",
+    "orphan_charge_rate",
+)
 
 #: Columns of each scenario's table, with headers; rates are shown in percent.
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -38,16 +44,23 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("orders", "orders"),
     ("duplicate_charges", "duplicate charges"),
     ("duplicate_charge_rate", "duplicate %"),
+    ("duplicate_hold_rate", "duplicate hold %"),
     ("silent_charges", "silent charges"),
     ("silent_charge_rate", "silent %"),
     ("orphan_charges", "orphan charges"),
     ("orphan_charge_rate", "orphan %"),
+    ("told_failed_but_charged_rate", "told failed, charged %"),
     ("lost_sales", "lost sales"),
+    ("shipped_rate", "shipped %"),
     ("timeouts_per_order", "timeouts / order"),
     ("retries_per_order", "retries / order"),
     ("provider_calls_per_order", "calls / order"),
     ("feedback_p50_s", "feedback p50 (s)"),
     ("feedback_p95_s", "feedback p95 (s)"),
+    ("outcome_p50_s", "outcome p50 (s)"),
+    ("outcome_p95_s", "outcome p95 (s)"),
+    ("never_told_outcome_rate", "never told %"),
+    ("cost_per_order", "cost / order"),
     ("refunds", "refunds"),
     ("unresolved", "unresolved"),
 )
@@ -62,6 +75,12 @@ def format_cell(column: str, value: Any) -> str:
         return str(value)
     if column.endswith("_rate"):
         return f"{float(value) * 100:.2f}"
+    if column.startswith("outcome_"):
+        if value is None or value != value:  # None or NaN: nobody at all
+            return "-"
+        return "never" if float(value) == float("inf") else f"{float(value):.2f}"
+    if column == "cost_per_order":
+        return str(int(value))
     if column.endswith("_per_order") or column.startswith("feedback_"):
         return f"{float(value):.2f}"
     return str(int(value))
@@ -199,7 +218,7 @@ def build_report(
             rows,
             ["feedback_p50_s", "feedback_p95_s"],
             ax=axes[2],
-            title="time to feedback",
+            title="time to the first message",
             ylabel="seconds",
         )
         parts.append(
@@ -225,8 +244,10 @@ def build_report(
 &middot; {len(runs)} runs in {elapsed_s:.0f} s &middot; data: <a href="runs.csv">runs.csv</a>,
 <a href="summary.csv">summary.csv</a></p>
 <p>Each cell is a rate over all orders of all seeds. Lower is better. Tables are sorted by harm
-(duplicate + silent + orphan charge rates); every rate comes with the count it was computed
-from, so 0 of 5 000 can be told from 0 of 5.</p>
+(duplicate charge + duplicate hold + silent + told-failed-but-charged + orphan rates); every
+rate comes with the count it was computed from, so 0 of 5 000 can be told from 0 of 5. A charge
+is money captured and kept; a reservation the shop never captures is released by the provider
+and counts as a hold. Time to outcome counts customers never told as never.</p>
 <h2>Overview</h2>{"".join(overview)}
 {"".join(parts)}
 <h2>Strategies</h2>{_definitions(strategy_defs, "strategy")}

@@ -24,4 +24,13 @@ SUMMARY_KEYS = (
     "feedback_p99_s",
     "refunds",
     "unresolved",
+    # DESIGN.md: "`payflow simulate --json` also carries ..." (issue 12, honest numbers)
+    "outcome_p50_s",
+    "outcome_p95_s",
+    "outcome_p99_s",
+    "never_told_outcome_rate",
+    "shipped_rate",
+    "duplicate_hold_rate",
+    "told_failed_but_charged_rate",
+    "cost_per_order",
 )

@@ -41,7 +41,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from payflow.core.api import CORRELATION_HEADER
@@ -50,6 +50,7 @@ from payflow.core.replies import PAYMENT_STATES
 from payflow.core.validate import CURRENCY_PATTERN, KEY_PATTERN, MAX_AMOUNT, REFERENCE_PATTERN
 
 __all__ = [
+    "DEFAULT_RESERVATION_EXPIRY_S",
     "MAX_AMOUNT",
     "PAYMENT_STATES",
     "HugeNumber",
@@ -61,6 +62,12 @@ __all__ = [
 
 # The limits (MAX_AMOUNT, the reference / key / currency patterns) are those of
 # payflow.core.validate, so the client rejects exactly what the provider would.
+
+#: How long a reservation that is never captured holds the payer's money before the
+#: provider releases it (the payment becomes ``expired``): 7 days, the shortest period
+#: Vipps MobilePay states (card payments "as short as 7 days"; MobilePay 14 days, Vipps
+#: 180 days -- developer.vippsmobilepay.com, "Capture attempt deadlines").
+DEFAULT_RESERVATION_EXPIRY_S: Final = 7 * 86_400.0
 
 # PAYMENT_STATES, every state a payment can be in, is the wire contract's (one definition,
 # in payflow.core.replies, which the client reads replies with).
@@ -169,6 +176,7 @@ class _Payment:
     captured_amount: int = 0
     refunded_amount: int = 0
     updated_at: float = 0.0
+    captured_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -397,6 +405,9 @@ class Ledger:
     ``idempotency_ttl_s`` is how long a stored response is replayed (the
     contract promises at least 24 hours). ``poll_delay_ms`` is the
     ``pollDelayInMs`` put on payments and refunds unless a call overrides it.
+    ``reservation_expiry_s`` is how long a reservation that is never captured
+    holds the money: then the payment becomes ``expired`` (no money taken) and
+    can no longer be captured or refunded (``None``: reservations never expire).
     """
 
     def __init__(
@@ -407,7 +418,12 @@ class Ledger:
         require_idempotency_key: bool = True,
         idempotency_ttl_s: float = 86_400.0,
         poll_delay_ms: int = 1000,
+        reservation_expiry_s: float | None = DEFAULT_RESERVATION_EXPIRY_S,
     ) -> None:
+        if reservation_expiry_s is not None and not reservation_expiry_s > 0:
+            raise ValueError(
+                f"reservation_expiry_s must be positive or None, got {reservation_expiry_s!r}"
+            )
         if idempotency_ttl_s <= 0:
             raise ValueError(f"idempotency_ttl_s must be positive, got {idempotency_ttl_s!r}")
         if poll_delay_ms < 0:
@@ -416,6 +432,7 @@ class Ledger:
         self.payer = payer if payer is not None else PayerModel()
         self.require_idempotency_key = require_idempotency_key
         self.idempotency_ttl_s = idempotency_ttl_s
+        self.reservation_expiry_s = reservation_expiry_s
         self.poll_delay_ms = poll_delay_ms
         self._payments: dict[str, _Payment] = {}
         self._by_order: dict[tuple[str, str], list[str]] = {}
@@ -566,7 +583,29 @@ class Ledger:
         if payment.state == "initiated" and now >= payment.decide_at:
             payment.state = payment.decision
             payment.updated_at = payment.decide_at
+        if payment.state == "reserved" and self.reservation_expiry_s is not None:
+            expires_at = payment.decide_at + self.reservation_expiry_s
+            if now >= expires_at:
+                payment.state = "expired"
+                payment.updated_at = expires_at
         return payment
+
+    def _reserved_at(self, payment: _Payment) -> float | None:
+        """When the payer's money was first held (None if it never was)."""
+        if payment.decision != "reserved" or payment.state == "initiated":
+            return None
+        if payment.state == "cancelled":
+            return None  # cancelled before the payer decided
+        return payment.decide_at
+
+    def _expires_at(self, payment: _Payment) -> float | None:
+        """When an uncaptured reservation is (or was) released by the provider."""
+        reserved_at = self._reserved_at(payment)
+        if reserved_at is None or payment.captured_at is not None:
+            return None
+        if self.reservation_expiry_s is None:
+            return None
+        return reserved_at + self.reservation_expiry_s
 
     def _forget_old_records(self, now: float) -> None:
         records = self._records
@@ -730,6 +769,7 @@ class Ledger:
                 payment.state = "captured"
                 payment.captured_amount = amount
                 payment.updated_at = now
+                payment.captured_at = now
             elif payment.state != "captured":
                 raise _ApiError(
                     409,
@@ -844,8 +884,11 @@ class Ledger:
 
         ``now`` defaults to the latest time the ledger has seen. Payments carry
         ``paymentId orderId amount state`` (and ``clientId currency posId
-        capturedAmount refundedAmount createdAt``), refunds ``refundId paymentId
-        amount state`` (and ``clientId reference createdAt``).
+        capturedAmount refundedAmount createdAt``, plus ``reservedAt`` -- when the
+        payer's money was first held, ``capturedAt`` and ``expiresAt`` -- when an
+        uncaptured reservation is released; each ``None`` when it does not apply),
+        refunds ``refundId paymentId amount state`` (and ``clientId reference
+        createdAt``).
         """
         at = self._last_now if now is None else now
         payments = [
@@ -860,6 +903,9 @@ class Ledger:
                 "capturedAmount": p.captured_amount,
                 "refundedAmount": p.refunded_amount,
                 "createdAt": p.created_at,
+                "reservedAt": self._reserved_at(p),
+                "capturedAt": p.captured_at,
+                "expiresAt": self._expires_at(p),
             }
             for p in self._payments.values()
         ]

@@ -48,7 +48,8 @@ def register(subparsers: Any) -> None:
         type=_positive,
         default=None,
         metavar="N",
-        help=f"orders in the day (at most {MAX_ORDERS})",
+        help=f"orders to track (the sample; the load is the scenario's orders_per_day; "
+        f"at most {MAX_ORDERS})",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list of summaries")
     parser.add_argument(
@@ -174,26 +175,46 @@ def _count_rate(summary: dict[str, Any], count_key: str, rate_key: str) -> str:
 
 
 def _seconds(value: Any) -> str:
-    return "-" if value is None else f"{value:.1f}"
+    if value is None:
+        return "-"
+    return "never" if value == math.inf else f"{value:.1f}"
 
 
 _ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
     ("orders", lambda s: str(s["orders"])),
     ("duplicate charges", lambda s: _count_rate(s, "duplicate_charges", "duplicate_charge_rate")),
+    ("duplicate holds", lambda s: _count_rate(s, "duplicate_holds", "duplicate_hold_rate")),
     ("silent charges", lambda s: _count_rate(s, "silent_charges", "silent_charge_rate")),
+    (
+        "told failed, charged",
+        lambda s: _count_rate(s, "told_failed_but_charged", "told_failed_but_charged_rate"),
+    ),
     ("orphan charges", lambda s: _count_rate(s, "orphan_charges", "orphan_charge_rate")),
+    ("orphan holds", lambda s: _count_rate(s, "orphan_holds", "orphan_hold_rate")),
     ("lost sales", lambda s: _count_rate(s, "lost_sales", "lost_sale_rate")),
-    ("orders shipped", lambda s: _count_rate(s, "fulfilled", "fulfilled_rate")),
+    ("shipped (charged once)", lambda s: _count_rate(s, "shipped", "shipped_rate")),
+    ("orders fulfilled", lambda s: _count_rate(s, "fulfilled", "fulfilled_rate")),
     ("timeouts / order", lambda s: f"{s['timeouts_per_order']:.2f}"),
     ("retries / order", lambda s: f"{s['retries_per_order']:.2f}"),
     ("provider calls / order", lambda s: f"{s['provider_calls_per_order']:.2f}"),
     (
-        "feedback p50/p95/p99 s",
+        "first message p50/p95/p99 s",
         lambda s: "/".join(
             _seconds(s[k]) for k in ("feedback_p50_s", "feedback_p95_s", "feedback_p99_s")
         ),
     ),
-    ("never told the outcome", lambda s: _count_rate(s, "no_feedback", "no_feedback_rate")),
+    ("no first message", lambda s: _count_rate(s, "no_feedback", "no_feedback_rate")),
+    (
+        "outcome p50/p95/p99 s",
+        lambda s: "/".join(
+            _seconds(s[k]) for k in ("outcome_p50_s", "outcome_p95_s", "outcome_p99_s")
+        ),
+    ),
+    (
+        "never told the outcome",
+        lambda s: _count_rate(s, "never_told_outcome", "never_told_outcome_rate"),
+    ),
+    ("cost / order", lambda s: f"{s['cost_per_order']} {s.get('currency', '')}".rstrip()),
     ("promised email unsent", lambda s: _count_rate(s, "emails_unsent", "emails_unsent_rate")),
     ("refunds", lambda s: str(s["refunds"])),
     ("unresolved", lambda s: str(s["unresolved"])),

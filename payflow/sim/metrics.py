@@ -39,9 +39,11 @@ email_unsent        promised an email, and none was sent by the end of the
                     shipped it is also a silent charge)
 unhappy_1           unhappy customer 1: ``silent_charge``
 unhappy_2           unhappy customer 2: charged twice after one submit
-                    (``duplicate_charge`` and ``submits == 1``: retries)
+                    (``duplicate_charge`` or ``duplicate_hold``, and
+                    ``submits == 1``: retries)
 unhappy_3           unhappy customer 3: charged twice after several submits
-                    (``duplicate_charge`` and ``submits > 1``)
+                    (``duplicate_charge`` or ``duplicate_hold``, and
+                    ``submits > 1``)
 unhappy_customer    one label, for compatibility: 1, 2, 3 or 0 (none). An
                     order can be customer 1 and 2 (or 1 and 3) at once -- a
                     silent double charge; the label then says 1 (silent
@@ -56,12 +58,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from payflow.core import api
 from payflow.sim.model import Day, Order
 
 __all__ = ["ORDER_COLUMNS", "order_frame", "summarize", "trace_frame"]
@@ -80,9 +83,15 @@ ORDER_COLUMNS = (
     "refunds",
     "refunded_amount",
     "duplicate_charge",
+    "held",
+    "double_hold_s",
+    "duplicate_hold",
+    "told_failed_but_charged",
+    "orphan_hold",
     "silent_charge",
     "orphan_charge",
     "lost_sale",
+    "cost",
     "unresolved",
     "free_order",
     "unhappy_customer",
@@ -95,6 +104,12 @@ ORDER_COLUMNS = (
     "outcome",
     "feedback",
     "feedback_s",
+    "outcome_s",
+    "never_told_outcome",
+    "told",
+    "shipped",
+    "email_gave_up",
+    "support_contact",
     "last_page",
     "timeouts",
     "retries",
@@ -108,6 +123,8 @@ ORDER_COLUMNS = (
     "fulfilled_at_s",
     "email_at_s",
     "email_promised_at_s",
+    "outcome_at_s",
+    "email_gave_up_at_s",
 )
 
 
@@ -124,33 +141,46 @@ def order_frame(day: Day) -> pd.DataFrame:
         payments_of[p["orderId"]].append(p)
         order_of_payment[p["paymentId"]] = p["orderId"]
     refunds_of: dict[str, int] = defaultdict(int)
+    refund_times: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for r in snapshot["refunds"]:
         refunds_of[order_of_payment.get(r["paymentId"], "")] += 1
+        refund_times[r["paymentId"]].append((float(r["createdAt"]), int(r["amount"])))
     in_journal = {record.reference for record in day.journal.records.values()}
     rows: dict[str, list[Any]] = {name: [] for name in ORDER_COLUMNS}
+    notice = day.scenario.customers.hold_notice_s
+    costs = day.scenario.costs
     for order in day.orders:
         payments = payments_of.get(order.order_id, [])
-        charged = 0
-        refunded_amount = 0
-        waiting = False
-        for p in payments:
-            state = p["state"]
-            refunded_amount += p["refundedAmount"]
-            if state in api.MONEY_TAKEN_STATES:
-                taken = p["capturedAmount"] if state == "captured" else p["amount"]
-                if p["refundedAmount"] < taken:
-                    charged += 1
-            elif state == "initiated":
-                waiting = True
+        money = money_of(payments, refund_times)
+        charged = money.charged
+        refunded_amount = money.refunded_amount
+        waiting = money.waiting
         fulfilled = order.fulfilled_at is not None
         first = _first(order.feedback_at, order.email_at)
         unsent = order.email_promised_at is not None and order.email_at is None
         silent = charged > 0 and fulfilled and (order.gave_up or unsent)
         duplicate = charged > 1
-        unhappy_2 = duplicate and order.submits == 1
-        unhappy_3 = duplicate and order.submits > 1
+        duplicate_hold = not duplicate and money.double_hold_s > notice
+        told_failed = order.told == "failed" and charged > 0
+        orphan_hold = charged == 0 and not fulfilled and money.longest_hold_s > notice
+        # "Charged twice" as the customer sees it: two captures, or a second hold that
+        # lasted long enough to notice (both show in a banking app).
+        twice = duplicate or duplicate_hold
+        unhappy_2 = twice and order.submits == 1
+        unhappy_3 = twice and order.submits > 1
         # Silent takes priority in the one-label column; the booleans do not hide.
         unhappy = 1 if silent else (2 if unhappy_2 else (3 if unhappy_3 else 0))
+        orphan = charged > 0 and not fulfilled
+        lost = order.gave_up and charged == 0
+        contact = duplicate or orphan or silent or told_failed or order.support_contact
+        hand_refunds = charged if orphan else (charged - 1 if duplicate else 0)
+        cost = (
+            costs.provider_call * order.calls
+            + costs.refund * (refunds_of.get(order.order_id, 0) + hand_refunds)
+            + costs.support_contact * contact
+            + costs.held_reservation * (duplicate_hold or orphan_hold)
+            + (order.amount * costs.lost_sale_margin_pct // 100 if lost else 0)
+        )
         values = {
             "order_id": order.order_id,
             "arrival_s": order.arrival,
@@ -165,9 +195,15 @@ def order_frame(day: Day) -> pd.DataFrame:
             "refunds": refunds_of.get(order.order_id, 0),
             "refunded_amount": refunded_amount,
             "duplicate_charge": duplicate,
+            "held": money.held,
+            "double_hold_s": money.double_hold_s,
+            "duplicate_hold": duplicate_hold,
+            "told_failed_but_charged": told_failed,
+            "orphan_hold": orphan_hold,
             "silent_charge": silent,
-            "orphan_charge": charged > 0 and not fulfilled,
-            "lost_sale": order.gave_up and charged == 0,
+            "orphan_charge": orphan,
+            "lost_sale": lost,
+            "cost": cost,
             "unresolved": waiting or order.order_id in in_journal,
             "free_order": fulfilled and charged == 0,
             "unhappy_customer": unhappy,
@@ -180,6 +216,12 @@ def order_frame(day: Day) -> pd.DataFrame:
             "outcome": order.outcome or "none",
             "feedback": order.feedback or ("email" if order.email_at is not None else "none"),
             "feedback_s": math.nan if first is None else first - order.arrival,
+            "outcome_s": _since(order.outcome_at, order.arrival),
+            "never_told_outcome": order.outcome_at is None,
+            "told": order.told or "none",
+            "shipped": fulfilled and charged == 1,
+            "email_gave_up": order.email_gave_up_at is not None,
+            "support_contact": order.support_contact,
             "last_page": order.last_page or "none",
             "timeouts": order.timeouts,
             "retries": order.retries,
@@ -193,10 +235,98 @@ def order_frame(day: Day) -> pd.DataFrame:
             "fulfilled_at_s": _nan(order.fulfilled_at),
             "email_at_s": _nan(order.email_at),
             "email_promised_at_s": _nan(order.email_promised_at),
+            "outcome_at_s": _nan(order.outcome_at),
+            "email_gave_up_at_s": _nan(order.email_gave_up_at),
         }
         for name, value in values.items():
             rows[name].append(value)
     return pd.DataFrame(rows, columns=list(ORDER_COLUMNS))
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """What an order's payments did to the customer's money (see :func:`money_of`)."""
+
+    charged: int
+    held: int
+    double_hold_s: float
+    longest_hold_s: float
+    refunded_amount: int
+    waiting: bool
+
+
+def _released_at(limit: int, refunds: list[tuple[float, int]]) -> float:
+    """When refunds first add up to ``limit`` (inf if they never do)."""
+    total = 0
+    for at, amount in sorted(refunds):
+        total += amount
+        if total >= limit:
+            return at
+    return math.inf
+
+
+def money_of(
+    payments: list[dict[str, Any]], refund_times: Mapping[str, list[tuple[float, int]]]
+) -> Money:
+    """An order's money from the ledger's snapshot of its payments.
+
+    ``charged``: payments *captured* and not refunded in full -- money taken and
+    kept (a reservation is not a charge: uncaptured, it is released when it
+    expires). ``held``: payments still reserved at the end of the run (tail-settled:
+    nobody captures them later, so they expire at ``expiresAt``).
+    ``double_hold_s``: the longest stretch of time during which two or more
+    payments held the customer's money at once (reserved or captured, until
+    refunded in full, released by expiry, or forever if kept);
+    ``longest_hold_s``: the longest any one of them held it. ``waiting``: a
+    payment still waits for the payer.
+    """
+    charged = held = refunded_amount = 0
+    waiting = False
+    intervals: list[tuple[float, float]] = []
+    for p in payments:
+        state = p["state"]
+        refunded_amount += p["refundedAmount"]
+        refunds = list(refund_times.get(p["paymentId"], ()))
+        if state == "initiated":
+            waiting = True
+        if state == "captured":
+            if p["refundedAmount"] < p["capturedAmount"]:
+                charged += 1
+        elif state == "reserved" and p["refundedAmount"] < p["amount"]:
+            held += 1
+        start = p.get("reservedAt")
+        if start is None:
+            continue
+        if p.get("capturedAt") is not None:
+            end = _released_at(p["capturedAmount"], refunds)
+        else:
+            expires = p.get("expiresAt")
+            end = min(_released_at(p["amount"], refunds), math.inf if expires is None else expires)
+        if end > start:
+            intervals.append((float(start), end))
+    longest = max((end - start for start, end in intervals), default=0.0)
+    return Money(charged, held, _longest_overlap(intervals), longest, refunded_amount, waiting)
+
+
+def _longest_overlap(intervals: list[tuple[float, float]]) -> float:
+    """The longest stretch covered by two or more of ``intervals`` (half-open) at once."""
+    if len(intervals) < 2:
+        return 0.0
+    # Ends sort before starts at the same instant: touching intervals do not overlap.
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    depth = 0
+    since = 0.0
+    longest = 0.0
+    for at, step in events:
+        before = depth
+        depth += step
+        if before < 2 <= depth:
+            since = at
+        elif before >= 2 > depth:
+            longest = max(longest, at - since)
+    if depth >= 2:  # pragma: no cover - every interval ends, if only at inf
+        longest = math.inf
+    return longest
 
 
 def _since(at: float | None, start: float) -> float:
@@ -218,20 +348,39 @@ def _percentile(values: np.ndarray[Any, Any], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3)
 
 
+def _percentile_with_never(told: np.ndarray[Any, Any], never: int, q: float) -> float | None:
+    """The ``q``-th percentile of all orders' times, the ``never`` untold ones counted as
+    infinitely late: ``inf`` when the percentile falls among them, ``None`` with no orders."""
+    n = told.size + never
+    if n == 0:
+        return None
+    rank = q / 100.0 * (n - 1)
+    if math.ceil(rank) >= told.size:
+        return math.inf
+    values = np.sort(told)
+    lo = math.floor(rank)
+    frac = rank - lo
+    value = values[lo] + (values[math.ceil(rank)] - values[lo]) * frac
+    return round(float(value), 3)
+
+
 def summarize(frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int) -> dict[str, Any]:
     """The run's summary: the contract keys, each rate with its count, plus extras."""
     n = len(frame)
     out: dict[str, Any] = {"scenario": scenario, "strategy": strategy, "seed": seed, "orders": n}
-    for metric, column in (
-        ("duplicate_charge", "duplicate_charge"),
-        ("silent_charge", "silent_charge"),
-        ("orphan_charge", "orphan_charge"),
-        ("lost_sale", "lost_sale"),
-        ("free_order", "free_order"),
+    for count_key, rate_key, column in (
+        ("duplicate_charges", "duplicate_charge_rate", "duplicate_charge"),
+        ("duplicate_holds", "duplicate_hold_rate", "duplicate_hold"),
+        ("told_failed_but_charged", "told_failed_but_charged_rate", "told_failed_but_charged"),
+        ("silent_charges", "silent_charge_rate", "silent_charge"),
+        ("orphan_charges", "orphan_charge_rate", "orphan_charge"),
+        ("orphan_holds", "orphan_hold_rate", "orphan_hold"),
+        ("lost_sales", "lost_sale_rate", "lost_sale"),
+        ("free_orders", "free_order_rate", "free_order"),
     ):
         count = int(frame[column].sum())
-        out[f"{metric}s"] = count
-        out[f"{metric}_rate"] = _rate(count, n)
+        out[count_key] = count
+        out[rate_key] = _rate(count, n)
     for kind in (1, 2, 3):
         out[f"unhappy_{kind}"] = int(frame[f"unhappy_{kind}"].sum())
     out["emails_promised"] = int(frame["email_promised_s"].notna().sum())
@@ -250,6 +399,17 @@ def summarize(frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int) -
     out["feedback_p99_s"] = _percentile(feedback, 99)
     out["no_feedback"] = int(n - feedback.size)
     out["no_feedback_rate"] = _rate(n - feedback.size, n)
+    outcome = frame["outcome_s"].to_numpy(dtype=float)
+    told = outcome[~np.isnan(outcome)]
+    never = int(n - told.size)
+    for q in (50, 95, 99):
+        out[f"outcome_p{q}_s"] = _percentile_with_never(told, never, q)
+    out["never_told_outcome"] = never
+    out["never_told_outcome_rate"] = _rate(never, n)
+    for metric in ("shipped", "email_gave_up", "support_contact"):
+        count = int(frame[metric].sum())
+        out[metric] = count
+        out[f"{metric}_rate"] = _rate(count, n)
     out["refunds"] = int(frame["refunds"].sum())
     out["unresolved"] = int(frame["unresolved"].sum())
     out["unresolved_rate"] = _rate(out["unresolved"], n)
@@ -257,6 +417,10 @@ def summarize(frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int) -
     out["fulfilled"] = fulfilled
     out["fulfilled_rate"] = _rate(fulfilled, n)
     out["payments"] = int(frame["payments"].sum())
+    # Money: integer minor units of the scenario's currency; the mean rounded to a unit.
+    cost_total = int(frame["cost"].sum())
+    out["cost_total"] = cost_total
+    out["cost_per_order"] = round(cost_total / n) if n else 0
     return out
 
 

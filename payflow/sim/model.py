@@ -3,7 +3,8 @@
 The pieces, all on one :class:`simpy.Environment` whose clock is seconds since
 midnight of the simulated day:
 
-* **arrivals** -- exactly ``traffic.orders`` first clicks, drawn over the day
+* **arrivals** -- exactly ``traffic.day_orders`` first clicks (the day's real
+  load; a run tracks a sample of them), drawn over the day
   from the diurnal curve by thinning;
 * **customers** -- click submit and watch the page. When their patience runs
   out with nothing definite on screen they click again (unhappy customer 3),
@@ -76,6 +77,8 @@ class Order:
         "calls",
         "clicks",
         "email_at",
+        "email_gave_up_at",
+        "email_patience",
         "email_promised_at",
         "feedback",
         "feedback_at",
@@ -87,8 +90,10 @@ class Order:
         "keys_sent",
         "last_page",
         "left_at",
+        "locked",
         "order_id",
         "outcome",
+        "outcome_at",
         "patience",
         "poll_retries",
         "rechecks",
@@ -96,7 +101,10 @@ class Order:
         "retries",
         "settled",
         "submits",
+        "support_contact",
+        "support_draw",
         "timeouts",
+        "told",
         "trace",
     )
 
@@ -126,8 +134,21 @@ class Order:
         self.fulfilled_at: float | None = None
         self.email_at: float | None = None
         self.email_promised_at: float | None = None
+        #: How long this customer waits for a promised email before giving up on the
+        #: shop, and the uniform draw that decides whether they then contact support
+        #: (both drawn up front from their own stream: see ``Day``).
+        self.email_patience = math.inf
+        self.support_draw = 1.0
+        self.email_gave_up_at: float | None = None
+        self.support_contact = False
+        #: When the customer first knew the final outcome (a "success"/"failed" page or
+        #: the outcome email), and what their last such message said ("success"/"failed").
+        self.outcome_at: float | None = None
+        self.told = ""
         self.outcome = ""
         self.inflight: simpy.Event | None = None
+        #: Locked with no answer from the provider (``Strategy.lock_until_answer``).
+        self.locked = False
         self.settled: simpy.Event | None = None
         self.trace: list[Any] | None = [] if trace else None
 
@@ -183,21 +204,26 @@ class Day:
         seed: int = 0,
         *,
         trace: bool = True,
+        replica: int = 0,
     ) -> None:
         self.scenario = scenario
         self.strategy = strategy
         self.seed = seed
+        self.replica = replica
+        # Replica 0 is the seed's day; replica k > 0 another, independent day like it.
+        stream = f"{seed}" if replica == 0 else f"{seed}/{replica}"
         self.env = env = simpy.Environment()
         self.ledger = Ledger(
-            random.Random(f"{seed}:ledger"),
+            random.Random(f"{stream}:ledger"),
             scenario.payer,
             require_idempotency_key=strategy.provider_requires_key,
+            reservation_expiry_s=scenario.reservation_expiry_s,
         )
         self.provider = ProviderModel(
             env,
             self.ledger,
             scenario.profile(),
-            random.Random(f"{seed}:faults"),
+            random.Random(f"{stream}:faults"),
             read_latency=scenario.read_latency,
             queue_limit=scenario.queue_limit,
             on_commit=self._on_commit if trace else None,
@@ -205,9 +231,15 @@ class Day:
         self.journal = Journal()
         self.io = FlowIO(env, self.provider.submit, self.journal, self._operator)
         self.budget = strategy.new_budget()
-        self.backend_rng = random.Random(f"{seed}:backend")
-        self.customer_rng = random.Random(f"{seed}:customers")
-        self.orders = _draw_orders(scenario, random.Random(f"{seed}:arrivals"), trace)
+        self.backend_rng = random.Random(f"{stream}:backend")
+        self.customer_rng = random.Random(f"{stream}:customers")
+        self.orders = _draw_orders(
+            scenario,
+            random.Random(f"{stream}:arrivals"),
+            trace,
+            first=replica * scenario.traffic.day_orders + 1,
+        )
+        _draw_email_patience(scenario, self.orders, random.Random(f"{stream}:email-patience"))
         self.by_id = {o.order_id: o for o in self.orders}
         self.up = True
         self.customers_active = 0
@@ -305,11 +337,35 @@ class Day:
         if message in DEFINITE:
             if message == "email" and order.email_promised_at is None:
                 order.email_promised_at = now
+                self._await_email(order)
+            elif message != "email":
+                order.told = message
+                if order.outcome_at is None:
+                    order.outcome_at = now
             if order.feedback_at is None:
                 order.feedback_at = now
                 order.feedback = message
             return True
         return False
+
+    def _await_email(self, order: Order) -> None:
+        """The customer was promised an email: after their own patience without one they
+        give up on the shop (order elsewhere), and some of them contact support."""
+        if not math.isfinite(order.email_patience):
+            return
+
+        def lapse(_: simpy.Event) -> None:
+            if order.email_at is not None:
+                return
+            now = self.env.now
+            order.email_gave_up_at = now
+            order.gave_up = True
+            order.note(now, "customer", "no email yet: gives up on the shop")
+            if order.support_draw < self.scenario.customers.contact_support:
+                order.support_contact = True
+                order.note(now, "customer", "contacts support")
+
+        self.env.timeout(order.email_patience).callbacks.append(lapse)
 
     def _leave(self, order: Order, gave_up: bool) -> None:
         now = self.env.now
@@ -440,7 +496,7 @@ class Day:
             if order.settled is None:
                 order.settled = simpy.Event(env)
             if not (strategy.dedupe_paid and order.fulfilled_at is not None) and not (
-                strategy.order_lock and order.inflight is not None
+                strategy.order_lock and (order.inflight is not None or order.locked)
             ):
                 self._start_payment(order)
             env.timeout(accept).callbacks.append(lambda _: _settle(page, "accepted"))
@@ -448,6 +504,10 @@ class Day:
         if strategy.dedupe_paid and order.fulfilled_at is not None:
             order.note(env.now, "backend", "order already paid")
             env.timeout(accept).callbacks.append(lambda _: _settle(page, "success"))
+            return page
+        if strategy.order_lock and order.locked and order.inflight is None:
+            order.note(env.now, "backend", "order locked: no answer from the provider yet")
+            env.timeout(accept).callbacks.append(lambda _: _settle(page, "error"))
             return page
         if strategy.order_lock and order.inflight is not None:
             order.note(env.now, "backend", "order locked: waits for the payment in flight")
@@ -489,6 +549,7 @@ class Day:
             except (OutcomeUnknown, ConflictError):
                 order.outcome = "unknown"
                 message = "email" if strategy.email else "error"
+                order.locked = strategy.lock_until_answer
             else:
                 order.outcome = "paid"
                 message = "success"
@@ -497,6 +558,7 @@ class Day:
         except simpy.Interrupt:
             order.note(env.now, "backend", "pay flow killed by a crash")
             message = "error"
+            order.locked = strategy.lock_until_answer
         finally:
             if active is not None:
                 self.workers.pop(active, None)
@@ -509,7 +571,7 @@ class Day:
             and (strategy.mode == "async" or order.email_promised_at is not None)
         ):
             # The status page (or a "we will email you" page) promised the outcome.
-            self._email(order)
+            self._email(order, message)
         if strategy.mode == "async" and order.settled is not None and message != "error":
             _settle(order.settled, message)
 
@@ -518,10 +580,15 @@ class Day:
             order.fulfilled_at = self.env.now
             order.note(self.env.now, "backend", "order shipped")
 
-    def _email(self, order: Order) -> None:
+    def _email(self, order: Order, outcome: str) -> None:
+        """Email the outcome (``"success"`` or ``"failed"``); one email per order."""
         if order.email_at is None:
-            order.email_at = self.env.now
-            order.note(self.env.now, "email", "outcome emailed")
+            now = self.env.now
+            order.email_at = now
+            order.told = outcome
+            if order.outcome_at is None:
+                order.outcome_at = now
+            order.note(now, "email", f"outcome emailed: {outcome}")
 
     # ------------------------------------------------------------ reconciliation
     def _reconciler(self) -> Generator[simpy.Event, Any, None]:
@@ -590,13 +657,15 @@ class Day:
             self._recheck_due[key] = (env.now + wait, failures)
         else:
             self._recheck_due.pop(key, None)
+        if result.action != "kept" and result.operation == "pay":
+            order.locked = False  # the provider has answered
         if result.action == "reported" and order.fulfilled_at is None and order.outcome != "failed":
             # Money taken that no flow claimed, for an order still open: it is this
             # order's payment (approved late) -- ship, email the customer, forget.
             self._fulfil(order)
             order.outcome = "paid"
             journal.records.pop(key, None)
-            self._email(order)
+            self._email(order, "success")
             if order.settled is not None:
                 _settle(order.settled, "success")
         elif result.action == "reported":
@@ -616,7 +685,7 @@ class Day:
         elif result.action != "kept" and result.operation == "pay" and order.fulfilled_at is None:
             order.outcome = "failed"
             if self.strategy.email:
-                self._email(order)
+                self._email(order, "failed")
             if order.settled is not None:
                 _settle(order.settled, "failed")
 
@@ -672,19 +741,37 @@ def _settle(event: simpy.Event, value: Any) -> None:
         event.succeed(value)
 
 
-def _draw_orders(scenario: Scenario, rng: random.Random, trace: bool) -> list[Order]:
+def _draw_email_patience(scenario: Scenario, orders: list[Order], rng: random.Random) -> None:
+    """Each customer's patience for a promised email, and their support-contact draw.
+
+    Two draws per order from a stream of their own, whatever the strategy, so
+    the same people wait under every strategy and the other streams are untouched.
+    """
+    c = scenario.customers
+    mu = math.log(c.email_patience_median_s)
+    low, high = c.email_patience_range_s
+    for order in orders:
+        order.email_patience = min(high, max(low, rng.lognormvariate(mu, c.email_patience_sigma)))
+        order.support_draw = rng.random()
+
+
+def _draw_orders(
+    scenario: Scenario, rng: random.Random, trace: bool, first: int = 1
+) -> list[Order]:
     """Arrival times by thinning the diurnal curve, plus amount and patience per order.
 
-    Exactly ``traffic.orders`` arrivals: candidates uniform over the day are
-    kept with probability ``weight(t) / max weight`` (the arrival times of a
-    Poisson process given its count).
+    Exactly ``traffic.day_orders`` arrivals (the day's real load): candidates
+    uniform over the day are kept with probability ``weight(t) / max weight``
+    (the arrival times of a Poisson process given its count). Orders are
+    numbered from ``first``.
     """
     traffic, customers = scenario.traffic, scenario.customers
     peak = max(w for _, w in traffic.diurnal)
     weight = traffic.rate_weight
     times: list[float] = []
     random_ = rng.random
-    while len(times) < traffic.orders:
+    count = traffic.day_orders
+    while len(times) < count:
         t = random_() * DAY_S
         if random_() * peak < weight(t):
             times.append(t)
@@ -696,5 +783,5 @@ def _draw_orders(scenario: Scenario, rng: random.Random, trace: bool) -> list[Or
     for i, t in enumerate(times):
         amount = rng.randint(low, high)
         patience = min(p_high, max(p_low, rng.lognormvariate(mu, customers.patience_sigma)))
-        orders.append(Order(i + 1, t, amount, patience, trace))
+        orders.append(Order(first + i, t, amount, patience, trace))
     return orders

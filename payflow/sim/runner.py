@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pandas as pd
@@ -41,9 +43,9 @@ TRACE_AUTO_MAX_ORDERS = 20_000
 class Result:
     """What one run produced.
 
-    ``orders``: one row per order (:data:`payflow.sim.metrics.ORDER_COLUMNS`);
+    ``orders``: one row per tracked order (:data:`payflow.sim.metrics.ORDER_COLUMNS`);
     ``summary``: the contract keys (rates with their counts) and extras;
-    ``provider``: the provider queue's statistics.
+    ``provider``: the provider queue's statistics, summed over the simulated days.
     """
 
     scenario: Scenario
@@ -53,6 +55,8 @@ class Result:
     summary: dict[str, Any]
     provider: ProviderStats
     _day: Day | None = field(default=None, repr=False, compare=False)
+    #: Every simulated day when traces are kept (``_day`` is the first).
+    _days: tuple[Day, ...] = field(default=(), repr=False, compare=False)
     #: ``"payments"``: the ledger's payments at the end of the run, by order id (one
     #: snapshot, taken on the first ``trace()``: reading every timeline stays linear).
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -63,24 +67,30 @@ class Result:
         Raises :class:`LookupError` for an unknown order and :class:`ValueError`
         if the run was made with ``trace=False``.
         """
-        day = self._day
-        if day is None:
+        if self._day is None:
             raise ValueError("this result keeps no traces (run with trace=True)")
+        days = self._days or (self._day,)
         key = f"order-{order_id:06d}" if isinstance(order_id, int) else order_id
-        order = day.by_id.get(key)
+        day, order = days[0], None
+        for day in days:
+            order = day.by_id.get(key)
+            if order is not None:
+                break
         if order is None:
-            raise LookupError(f"no order {order_id!r} in this run (1..{len(day.orders)})")
+            total = sum(len(d.orders) for d in days)
+            raise LookupError(f"no order {order_id!r} in this run (1..{total})")
         if order.trace is None:
             raise ValueError("this result keeps no traces (run with trace=True)")
         frame = trace_frame(order)
         # The ground truth at the end of the run: what each payment of the order became.
         end = day.env.now
-        final: dict[str, list[dict[str, Any]]] | None = self._cache.get("payments")
+        cache_key = f"payments/{day.replica}"
+        final: dict[str, list[dict[str, Any]]] | None = self._cache.get(cache_key)
         if final is None:
             final = {}
             for p in day.ledger.snapshot(end)["payments"]:
                 final.setdefault(str(p["orderId"]), []).append(p)
-            self._cache["payments"] = final  # published whole: a reader sees all or nothing
+            self._cache[cache_key] = final  # published whole: a reader sees all or nothing
         rows = [
             (
                 order.order_id,
@@ -127,10 +137,15 @@ def run(
 ) -> Result:
     """Simulate one day of ``scenario`` under ``strategy``.
 
-    ``orders`` replaces the day's order count (the arrival rate scales with it);
-    at most :data:`MAX_ORDERS` (a ValueError naming ``orders`` otherwise).
+    ``orders`` sets how many orders are tracked (the sample), never the load:
+    the provider always serves the scenario's ``traffic.day_orders`` orders a
+    day. A run simulates as many independent days of that load as the sample
+    needs (replica 0 is the seed's day, the same for any sample size) and
+    tracks ``orders`` of their orders drawn at random (all of them when the
+    days hold exactly that many). At most :data:`MAX_ORDERS` (a ValueError
+    naming ``orders`` otherwise).
     ``trace`` keeps each order's timeline for :meth:`Result.trace` (about 5 kB
-    an order); ``None`` keeps them for runs of up to
+    an order); ``None`` keeps them when the simulated days hold up to
     :data:`TRACE_AUTO_MAX_ORDERS` orders.
     ``progress(now, end)`` is called every simulated quarter hour.
     Same arguments, same result.
@@ -142,9 +157,46 @@ def run(
         sc = sc.with_orders(check_orders("orders", orders))
     else:
         check_orders("traffic.orders", sc.traffic.orders)
+    tracked = sc.traffic.orders
+    per_day = sc.traffic.day_orders
+    replicas = math.ceil(tracked / per_day)
     if trace is None:
-        trace = sc.traffic.orders <= TRACE_AUTO_MAX_ORDERS
-    day = Day(sc, st, seed, trace=trace).run(progress)
-    frame = order_frame(day)
+        trace = replicas * per_day <= TRACE_AUTO_MAX_ORDERS
+    frames: list[pd.DataFrame] = []
+    days: list[Day] = []
+    stats: list[ProviderStats] = []
+    for replica in range(replicas):
+        day_progress = None
+        if progress is not None:
+
+            def day_progress(now: float, end: float, _r: int = replica) -> None:
+                assert progress is not None
+                progress(_r * end + now, replicas * end)
+
+        day = Day(sc, st, seed, trace=trace, replica=replica).run(day_progress)
+        frames.append(order_frame(day))
+        stats.append(day.provider.stats)
+        if trace:
+            days.append(day)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if len(frame) > tracked:
+        # The sample: ``tracked`` orders of the simulated days, drawn without replacement.
+        keep = sorted(random.Random(f"{seed}:sample").sample(range(len(frame)), tracked))
+        frame = frame.iloc[keep].reset_index(drop=True)
     summary = summarize(frame, scenario=sc.name, strategy=st.name, seed=seed)
-    return Result(sc, st, seed, frame, summary, day.provider.stats, day if trace else None)
+    summary["currency"] = sc.traffic.currency
+    summary["orders_per_day"] = per_day
+    summary["simulated_orders"] = replicas * per_day
+    first = days[0] if days else None
+    return Result(sc, st, seed, frame, summary, _merge_stats(stats), first, tuple(days))
+
+
+def _merge_stats(stats: list[ProviderStats]) -> ProviderStats:
+    """The provider statistics of several days as one: totals, and the largest queue."""
+    if len(stats) == 1:
+        return stats[0]
+    merged = ProviderStats()
+    for f in fields(ProviderStats):
+        values = [getattr(s, f.name) for s in stats]
+        setattr(merged, f.name, max(values) if f.name == "max_queue" else sum(values))
+    return merged

@@ -42,10 +42,11 @@ from typing import Any
 
 from payflow._data import load_toml, shipped_names
 from payflow.provider.faults import DAY_S, FaultProfile, load_profile
-from payflow.provider.ledger import PayerModel
+from payflow.provider.ledger import DEFAULT_RESERVATION_EXPIRY_S, PayerModel
 
 __all__ = [
     "Backend",
+    "Costs",
     "Customers",
     "Scenario",
     "Traffic",
@@ -85,6 +86,14 @@ def parse_time_of_day(value: Any, where: str) -> float:
 class Traffic:
     """How many orders arrive, when, and for how much.
 
+    ``orders_per_day`` is the load in real terms: the shop's first clicks in one
+    day, all of which reach the provider (whose capacity they share). ``orders``
+    is only the sample: how many orders a run tracks and reports. A run
+    simulates whole days of ``orders_per_day`` orders -- as many independent
+    days as the sample needs -- and tracks ``orders`` of them drawn at random,
+    so rates do not depend on the sample size. ``orders_per_day`` defaults to
+    ``orders`` (``day_orders`` gives the value in force).
+
     ``diurnal`` is a piecewise-linear curve of relative arrival rate over the
     time of day, as ``(seconds_since_midnight, weight)`` pairs; arrivals are
     drawn from it by thinning (rejection against its peak).
@@ -103,8 +112,19 @@ class Traffic:
         (23 * 3600.0, 0.4),
         (DAY_S, 0.1),
     )
+    orders_per_day: int | None = None
+
+    @property
+    def day_orders(self) -> int:
+        """The day's real load: ``orders_per_day``, or ``orders`` when it is not set."""
+        return self.orders if self.orders_per_day is None else self.orders_per_day
 
     def __post_init__(self) -> None:
+        per_day = self.orders_per_day
+        if per_day is not None and (
+            isinstance(per_day, bool) or not isinstance(per_day, int) or per_day < 1
+        ):
+            raise ValueError(f"traffic.orders_per_day: must be an integer >= 1, got {per_day!r}")
         if isinstance(self.orders, bool) or not isinstance(self.orders, int) or self.orders < 1:
             raise ValueError(f"traffic.orders: must be an integer >= 1, got {self.orders!r}")
         low, high = self.amount
@@ -152,6 +172,19 @@ class Customers:
     "taking longer" notice multiplies patience by ``spinner_patience`` and the
     click-again habit by ``spinner_click``. Nobody submits more than
     ``max_submits`` times.
+
+    A customer promised an email ("we will email you", or a status page with
+    email) waits for it a patience of their own: lognormal with median
+    ``email_patience_median_s`` and shape ``email_patience_sigma``, clipped to
+    ``email_patience_range_s``. With no email by then they give up on the shop
+    (they may order elsewhere: a lost sale if nothing is charged, a silent
+    charge if the order later ships on their money), and ``contact_support`` of
+    them contact the shop's support. The defaults are an assumption, not a
+    measurement: the median customer checks their inbox for about an hour.
+
+    ``hold_notice_s`` is how long a second hold on a customer's money must last
+    to count as a duplicate hold: an hour is long enough for the customer to see
+    both holds in their banking app and contact the shop (an assumption).
     """
 
     patience_median_s: float = 30.0
@@ -165,9 +198,21 @@ class Customers:
     spinner_click: float = 0.3
     max_submits: int = 3
     think_s: float = 1.0
+    email_patience_median_s: float = 3600.0
+    email_patience_sigma: float = 1.0
+    email_patience_range_s: tuple[float, float] = (300.0, 7 * 86_400.0)
+    contact_support: float = 0.3
+    hold_notice_s: float = 3600.0
 
     def __post_init__(self) -> None:
-        for name in ("click_again", "reload", "retry_after_error", "double_click", "spinner_click"):
+        for name in (
+            "click_again",
+            "reload",
+            "retry_after_error",
+            "double_click",
+            "spinner_click",
+            "contact_support",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(
@@ -175,20 +220,24 @@ class Customers:
                 )
         if self.click_again + self.reload > 1.0:
             raise ValueError("customers.click_again + customers.reload: must not exceed 1")
-        for name in ("patience_median_s", "spinner_patience"):
+        for name in ("patience_median_s", "spinner_patience", "email_patience_median_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"customers.{name}: must be > 0, got {getattr(self, name)!r}")
-        if not self.patience_sigma >= 0:
-            raise ValueError(f"customers.patience_sigma: must be >= 0, got {self.patience_sigma!r}")
-        low, high = self.patience_range_s
-        if not 0 < low <= high:
-            raise ValueError("customers.patience_range_s: must be [min, max] with 0 < min <= max")
+        for name in ("patience_sigma", "email_patience_sigma"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"customers.{name}: must be >= 0, got {getattr(self, name)!r}")
+        for name in ("patience_range_s", "email_patience_range_s"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"customers.{name}: must be [min, max] with 0 < min <= max")
         if isinstance(self.max_submits, bool) or not (
             isinstance(self.max_submits, int) and self.max_submits >= 1
         ):
             raise ValueError(
                 f"customers.max_submits: must be an integer >= 1, got {self.max_submits!r}"
             )
+        if not (math.isfinite(self.hold_notice_s) and self.hold_notice_s >= 0):
+            raise ValueError(f"customers.hold_notice_s: must be >= 0, got {self.hold_notice_s!r}")
         if not self.think_s >= 0:
             raise ValueError(f"customers.think_s: must be >= 0, got {self.think_s!r}")
 
@@ -218,6 +267,51 @@ class Backend:
 
 
 @dataclass(frozen=True, slots=True)
+class Costs:
+    """What each harm, lost sale and provider call costs the shop, in minor units of
+    ``traffic.currency`` (integers). The defaults are assumptions for a Danish web
+    shop paying in øre, not measurements; set them from your own books:
+
+    * ``support_contact`` 7500 (75 DKK): one customer contact, about ten minutes of
+      a support agent at a loaded cost of 450 DKK an hour;
+    * ``refund`` 2500 (25 DKK): handling one refund (finding it, issuing it,
+      bookkeeping);
+    * ``held_reservation`` 2500 (25 DKK): a customer's money held for days by the
+      shop for nothing (a duplicate or orphan hold): an explanation by email, and
+      some goodwill;
+    * ``lost_sale_margin_pct`` 25: the share of the order amount a lost sale
+      costs (the margin);
+    * ``provider_call`` 10 (0.10 DKK): one call to the provider (infrastructure,
+      and API fees where the provider charges per call).
+
+    Per order (see ``docs/simulation.md``): every provider call; every refund the
+    reconciliation issued, plus the refunds support must make by hand (each
+    extra capture of a duplicate charge, every capture of an orphan charge); one
+    support contact for a duplicate charge, an orphan charge, a silent charge, a
+    "failed" message with money kept, or a customer who gave up waiting for a
+    promised email and contacted support; a held reservation for a duplicate or
+    orphan hold; the margin of a lost sale.
+    """
+
+    support_contact: int = 7500
+    refund: int = 2500
+    held_reservation: int = 2500
+    lost_sale_margin_pct: int = 25
+    provider_call: int = 10
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(
+                    f"costs.{f.name}: must be an integer >= 0 (minor units), got {value!r}"
+                )
+        if self.lost_sale_margin_pct > 100:
+            margin = self.lost_sale_margin_pct
+            raise ValueError(f"costs.lost_sale_margin_pct: must be at most 100, got {margin!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """A day: traffic, customers, the provider (fault profile + payer) and the backend."""
 
@@ -230,19 +324,33 @@ class Scenario:
     read_latency: float = 1.0
     queue_limit: int | None = None
     backend: Backend = field(default_factory=Backend)
+    #: How long an uncaptured reservation holds the payer's money before the provider
+    #: releases it (``[provider] reservation_expiry_s``; default 7 days, see
+    #: :data:`payflow.provider.ledger.DEFAULT_RESERVATION_EXPIRY_S` for the source).
+    reservation_expiry_s: float = DEFAULT_RESERVATION_EXPIRY_S
+    costs: Costs = field(default_factory=Costs)
 
     def profile(self) -> FaultProfile:
         """The provider's fault profile (``faults`` names one in ``data/faults/``)."""
         return load_profile(self.faults)
 
     def with_orders(self, orders: int) -> Scenario:
-        """The same day with ``orders`` orders (the arrival rate scales with it)."""
+        """The same day (the same load on the provider) with ``orders`` orders tracked."""
         from dataclasses import replace
 
-        return replace(self, traffic=replace(self.traffic, orders=orders))
+        traffic = self.traffic
+        return replace(
+            self, traffic=replace(traffic, orders=orders, orders_per_day=traffic.day_orders)
+        )
+
+    def with_load(self, orders_per_day: int) -> Scenario:
+        """A busier or quieter day: ``orders_per_day`` real orders (the sample keeps its size)."""
+        from dataclasses import replace
+
+        return replace(self, traffic=replace(self.traffic, orders_per_day=orders_per_day))
 
 
-_SECTIONS = {"name", "description", "traffic", "customers", "provider", "backend"}
+_SECTIONS = {"name", "description", "traffic", "customers", "provider", "backend", "costs"}
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -288,11 +396,14 @@ def _build(cls: type[Any], values: dict[str, Any], where: str) -> Any:
 def _traffic(table: Mapping[str, Any]) -> Traffic:
     _check_keys(table, {f.name for f in fields(Traffic)}, "traffic")
     values: dict[str, Any] = {}
-    if "orders" in table:
-        orders = table["orders"]
-        if isinstance(orders, bool) or not isinstance(orders, int):
-            raise ValueError(f"traffic.orders: must be an integer, got {orders!r}")
-        values["orders"] = orders
+    for key in ("orders", "orders_per_day"):
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"traffic.{key}: must be an integer, got {value!r}")
+            values[key] = value
+    if "orders_per_day" in values and "orders" not in values:
+        values["orders"] = values["orders_per_day"]  # track the whole day by default
     if "amount" in table:
         values["amount"] = _pair(table["amount"], "traffic.amount", integer=True)
     if "currency" in table:
@@ -318,7 +429,7 @@ def _customers(table: Mapping[str, Any]) -> Customers:
     values: dict[str, Any] = {}
     for key, value in table.items():
         where = f"customers.{key}"
-        if key == "patience_range_s":
+        if key in ("patience_range_s", "email_patience_range_s"):
             values[key] = _pair(value, where)
         elif key == "max_submits":
             if isinstance(value, bool) or not isinstance(value, int):
@@ -329,8 +440,18 @@ def _customers(table: Mapping[str, Any]) -> Customers:
     return _build(Customers, values, "customers")  # type: ignore[no-any-return]
 
 
-def _provider(table: Mapping[str, Any]) -> tuple[str, PayerModel, float, int | None]:
-    _check_keys(table, {"faults", "payer", "read_latency", "queue_limit"}, "provider")
+def _provider(table: Mapping[str, Any]) -> tuple[str, PayerModel, float, int | None, float]:
+    _check_keys(
+        table,
+        {"faults", "payer", "read_latency", "queue_limit", "reservation_expiry_s"},
+        "provider",
+    )
+    expiry = _number(
+        table.get("reservation_expiry_s", DEFAULT_RESERVATION_EXPIRY_S),
+        "provider.reservation_expiry_s",
+    )
+    if not (math.isfinite(expiry) and expiry > 0):
+        raise ValueError(f"provider.reservation_expiry_s: must be > 0 seconds, got {expiry!r}")
     queue_limit = table.get("queue_limit")
     if queue_limit is not None and (
         isinstance(queue_limit, bool) or not isinstance(queue_limit, int) or queue_limit < 0
@@ -349,7 +470,7 @@ def _provider(table: Mapping[str, Any]) -> tuple[str, PayerModel, float, int | N
         where = f"provider.payer.{key}"
         values[key] = _pair(value, where) if key == "decide_after_s" else _number(value, where)
     payer = _build(PayerModel, values, "provider.payer")
-    return faults, payer, read_latency, queue_limit
+    return faults, payer, read_latency, queue_limit, expiry
 
 
 def _backend(table: Mapping[str, Any]) -> Backend:
@@ -368,6 +489,11 @@ def _backend(table: Mapping[str, Any]) -> Backend:
     return _build(Backend, values, "backend")  # type: ignore[no-any-return]
 
 
+def _costs(table: Mapping[str, Any]) -> Costs:
+    _check_keys(table, {f.name for f in fields(Costs)}, "costs")
+    return _build(Costs, dict(table), "costs")  # type: ignore[no-any-return]
+
+
 def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
     """Build a :class:`Scenario` from decoded TOML; errors name ``source`` and the field."""
     try:
@@ -378,7 +504,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         description = data.get("description", "")
         if not isinstance(description, str):
             raise ValueError("description: must be a string")
-        faults, payer, read_latency, queue_limit = _provider(_table(data, "provider"))
+        faults, payer, read_latency, queue_limit, expiry = _provider(_table(data, "provider"))
         scenario = Scenario(
             name=name,
             description=" ".join(description.split()),
@@ -389,6 +515,8 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
             read_latency=read_latency,
             queue_limit=queue_limit,
             backend=_backend(_table(data, "backend")),
+            reservation_expiry_s=expiry,
+            costs=_costs(_table(data, "costs")),
         )
         try:
             scenario.profile()

@@ -41,7 +41,7 @@ _PAGES = {
 
 _PAYMENT = re.compile(r"payment ([0-9a-fA-F-]{8,})")
 _CALL = re.compile(r"^(\w+) #(\d+)")
-_MONEY_TAKEN = ("reserved", "captured")
+_MONEY_TAKEN = ("reserved", "captured")  # as the shop sees it: a hold or a charge
 
 
 def _short_payments(trace: pd.DataFrame) -> dict[str, str]:
@@ -135,11 +135,15 @@ def _quiet_repeats(rows: list[tuple[float, str, str]]) -> list[tuple[float, str,
 def ledger_outcome(trace: pd.DataFrame) -> str:
     """The end-of-run ground truth of an order's payments, in one line.
 
-    For example ``"2 payments: captured, captured (money taken twice)"``.
+    Money is *taken* when a payment is captured (and not refunded in full); a
+    payment still ``reserved`` *holds* the money until the provider releases it
+    (it is never captured after the run). For example ``"2 payments: captured,
+    captured (money taken twice)"`` or ``"2 payments: captured, reserved (money
+    taken once, and held by 1 more reservation until it expires)"``.
     """
     ledger = trace[trace["kind"] == "ledger"]["detail"].astype(str)
     states: list[str] = []
-    taken = 0
+    taken = held = 0
     for detail in ledger:
         match = re.search(r"ends (\w+), (\d+) \(refunded (\d+)\)", detail)
         if match is None:
@@ -149,10 +153,18 @@ def ledger_outcome(trace: pd.DataFrame) -> str:
             states.append(f"{state}, refunded")
         else:
             states.append(state)
-            taken += state in _MONEY_TAKEN
+            taken += state == "captured"
+            held += state == "reserved"
     if not states:
         return "no payment reached the provider"
     what = {0: "no money taken", 1: "money taken once"}.get(taken, f"money taken {taken} times")
+    if held:
+        more = " more" if taken else ""
+        until = "they expire" if held > 1 else "it expires"
+        what += (
+            f"{'; ' if not taken else ', and '}held by {held}{more} "
+            f"reservation{'s' if held > 1 else ''} until {until}"
+        )
     plural = "payment" if len(states) == 1 else "payments"
     return f"{len(states)} {plural}: {', '.join(states)} ({what})"
 
@@ -163,6 +175,7 @@ def _story_score(kind: int, order: Any, trace: pd.DataFrame) -> int:
     if kind == 1:  # "waits 30 seconds -> nothing happens -> charged and shipped"
         return (charged == 1) + (20.0 <= float(order["patience_s"]) <= 45.0)
     if kind == 2:  # "charged twice -> UI updates to say order is shipped", after one submit
+        # Two captures tell the story best; a lasting second hold is the next best.
         shown = trace[trace["kind"] == "page"]["detail"].astype(str)
         return (charged == 2) + int(bool((shown == "success").any()))
     # 3: "nothing happens -> clicks submit again -> ... charged twice, shipped once"

@@ -8,7 +8,9 @@ A :class:`Strategy` is a frozen bundle of knobs in three groups:
   outcome and the page says so when it cannot confirm at once);
 * **backend** -- ``mode`` ("sync": the request handler calls the provider behind
   a ``gateway_timeout_s``; "async": accept with 202 and a status page, a worker
-  pays), ``order_lock`` (a second submit waits for the payment in flight),
+  pays), ``order_lock`` (a second submit waits for the payment in flight; with
+  ``lock_until_answer`` a payment that ended without an answer from the
+  provider keeps the order locked: later submits are refused),
   ``dedupe_paid`` (a submit for a paid order is answered "paid"), ``reconcile``
   (rechecks unknown outcomes every ``recheck_interval_s``; with
   ``recheck_backoff`` a record that stays unknown waits twice as long each
@@ -61,6 +63,7 @@ class Strategy:
     mode: str = "sync"
     gateway_timeout_s: float | None = 60.0
     order_lock: bool = False
+    lock_until_answer: bool = False
     dedupe_paid: bool = False
     reconcile: bool = False
     recheck_interval_s: float = 300.0
@@ -175,6 +178,9 @@ ANSWER_A = NAIVE.but(
     delay_notice_s=10.0,
     debounce=True,
     order_lock=True,
+    # "the same user cannot make the same order before getting a response from the
+    # payment API": a flow that ended without one keeps the order locked.
+    lock_until_answer=True,
 )
 
 # Answer B: fix the frontend's expectations (not a knob); refuse to pay an order
@@ -283,9 +289,36 @@ _ABLATIONS = (
     ),
 )
 
+# Readings of ambiguous sentences, so settle rules are compared on equal terms.
+_VARIANTS = (
+    # Exercise 2.2 "the order is rolled back" read as: settle the payment and ship it if
+    # it went through (the reading `recommended` uses), instead of cancel / refund.
+    EXERCISE.but(
+        name="exercise-settle",
+        description="the exercise's solutions with 'roll back' read as settle-and-ship: a "
+        "stalled payment is rechecked to its end and an approved one ships",
+        policy=replace(EXERCISE.policy, recover_pending="poll", refund_unclaimed=False),
+    ),
+    # The recommended strategy with the exercise's reading of "roll back".
+    RECOMMENDED.but(
+        name="recommended-rollback",
+        description="recommended, but a stalled payment is rolled back (cancel pending, refund "
+        "taken) instead of settled and shipped",
+        policy=replace(RECOMMENDED_POLICY, recover_pending="cancel", refund_unclaimed=True),
+    ),
+    # Answer A's "cannot make the same order before getting a response" read as the
+    # lock of an ordinary backend, released when the request handler ends.
+    ANSWER_A.but(
+        name="answer-a-release",
+        description="answer A with the order lock released when the payment flow ends, "
+        "answered or not",
+        lock_until_answer=False,
+    ),
+)
+
 #: Every preset by name, in the order ``--list`` shows them.
 PRESETS: dict[str, Strategy] = {
-    s.name: s for s in (NAIVE, ANSWER_A, ANSWER_B, EXERCISE, *_ABLATIONS, RECOMMENDED)
+    s.name: s for s in (NAIVE, ANSWER_A, ANSWER_B, EXERCISE, *_ABLATIONS, RECOMMENDED, *_VARIANTS)
 }
 
 

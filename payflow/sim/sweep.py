@@ -24,9 +24,14 @@ __all__ = ["RATES", "SerialExecutor", "map_runs", "summarize", "sweep", "wilson_
 #: The rates a summary reports, each with the count it was computed from.
 RATES: tuple[tuple[str, str], ...] = (
     ("duplicate_charge_rate", "duplicate_charges"),
+    ("duplicate_hold_rate", "duplicate_holds"),
     ("silent_charge_rate", "silent_charges"),
+    ("told_failed_but_charged_rate", "told_failed_but_charged"),
     ("orphan_charge_rate", "orphan_charges"),
+    ("orphan_hold_rate", "orphan_holds"),
     ("lost_sale_rate", "lost_sales"),
+    ("shipped_rate", "shipped"),
+    ("never_told_outcome_rate", "never_told_outcome"),
 )
 
 
@@ -172,15 +177,26 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             "feedback_p50_s",
             "feedback_p95_s",
             "feedback_p99_s",
+            "outcome_p50_s",
+            "outcome_p95_s",
+            "outcome_p99_s",
         ):
             if mean not in group:
                 continue
             values = group[mean].astype(float)
+            if (values == math.inf).any():
+                # A seed whose percentile is "never": so is the pooled one.
+                row[mean], row[f"{mean}_low"], row[f"{mean}_high"] = math.inf, math.nan, math.nan
+                continue
             m = float(values.mean())
             se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
             row[mean], row[f"{mean}_low"], row[f"{mean}_high"] = m, m - 1.96 * se, m + 1.96 * se
         for total in ("refunds", "unresolved"):
             if total in group:
                 row[total] = int(group[total].sum())
+        if "cost_total" in group:
+            # Money stays integer minor units: the pooled mean rounded to a unit.
+            row["cost_total"] = int(group["cost_total"].sum())
+            row["cost_per_order"] = round(row["cost_total"] / row["orders"]) if row["orders"] else 0
         out.append(row)
     return pd.DataFrame(out)

@@ -149,15 +149,19 @@ def test_a_bad_out_folder_is_refused_before_the_sweep(
 
 
 def test_tables_are_sorted_by_harm(report: Path) -> None:
+    from payflow.report import HARM_COLUMNS
+
+    # Harm: duplicate charges and holds, silent, told-failed-but-charged and orphan charges.
+    assert set(HARM_COLUMNS) >= {
+        "duplicate_charge_rate",
+        "duplicate_hold_rate",
+        "silent_charge_rate",
+        "told_failed_but_charged_rate",
+        "orphan_charge_rate",
+    }
     page = parse(report)
     for rows in page.tables.values():
-        harm = [
-            sum(
-                float(r[c])
-                for c in ("duplicate_charge_rate", "silent_charge_rate", "orphan_charge_rate")
-            )
-            for r in rows
-        ]
+        harm = [sum(float(r[c]) for c in HARM_COLUMNS) for r in rows]
         assert harm == sorted(harm, reverse=True)
 
 

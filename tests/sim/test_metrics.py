@@ -131,20 +131,22 @@ def test_a_shipped_charge_whose_promised_email_never_came_is_silent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A broken mailer: the status page promises an email, and none ever leaves.
-    monkeypatch.setattr(Day, "_email", lambda self, order: None)
+    monkeypatch.setattr(Day, "_email", lambda self, order, outcome: None)
     frame = run("calm-day", "recommended", seed=2, orders=60, trace=False).orders
     shipped = frame["fulfilled"] & (frame["charged"] > 0)
     assert shipped.sum() > 0
     assert frame["email_unsent"].all()
     assert (frame["silent_charge"] == shipped).all()
     assert (frame.loc[shipped, "unhappy_customer"] == 1).all()
-    assert not frame["gave_up"].any()  # silent although nobody gave up
+    # Nobody left the page without a message; those who gave up did so waiting for the email.
+    assert (frame["gave_up"] == frame["email_gave_up"]).all()
+    assert frame["never_told_outcome"].all()
 
 
 def test_each_unhappy_customer_has_its_own_column() -> None:
     frame = run("slow-provider-day", "naive", seed=1, orders=150, trace=False).orders
     assert (frame["unhappy_1"] == frame["silent_charge"]).all()
-    dup = frame["duplicate_charge"]
+    dup = frame["duplicate_charge"] | frame["duplicate_hold"]
     assert (frame["unhappy_2"] == (dup & (frame["submits"] == 1))).all()
     assert (frame["unhappy_3"] == (dup & (frame["submits"] > 1))).all()
     # A silent double charge is customer 1 and 2 (or 3): the label shows 1, the columns both.

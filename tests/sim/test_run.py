@@ -54,9 +54,17 @@ def test_result_has_one_row_per_order_and_every_metric() -> None:
     assert result.summary["provider_calls"] == int(frame["provider_calls"].sum())
 
 
-def test_orders_override_scales_the_day() -> None:
-    assert run("calm-day", "naive", seed=0, orders=37).summary["orders"] == 37
+def test_orders_override_sets_the_sample_not_the_load() -> None:
+    small = run("calm-day", "naive", seed=0, orders=37, trace=False)
+    assert small.summary["orders"] == 37 == len(small.orders)
     assert load_scenario("calm-day").traffic.orders == 2000
+    # The provider served the same day, whatever the sample: the scenario's real load.
+    full = run("calm-day", "naive", seed=0, trace=False)
+    assert small.provider == full.provider
+    assert small.summary["orders_per_day"] == full.summary["orders_per_day"] == 2000
+    # The sample is the full day's orders, as they went (not a lighter day).
+    sample = full.orders.set_index("order_id").loc[small.orders["order_id"]].reset_index()
+    assert (sample["provider_calls"].to_numpy() == small.orders["provider_calls"].to_numpy()).all()
 
 
 def test_scenario_and_strategy_values_are_accepted() -> None:

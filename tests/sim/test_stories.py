@@ -35,9 +35,16 @@ def test_timeline_has_the_plot_columns_and_starts_at_the_first_click(naive: obje
     assert not labelled.duplicated(["kind", "label"]).any()
 
 
-def test_ledger_outcome_counts_money_taken(naive: object) -> None:
-    trace = naive.trace(stories.pick_unhappy(naive, 2))  # type: ignore[attr-defined]
-    assert "money taken 2 times" in stories.ledger_outcome(trace)
+def test_ledger_outcome_counts_money_taken_and_held(naive: object) -> None:
+    orders = naive.orders.set_index("order_id")  # type: ignore[attr-defined]
+    for kind in (2, 3):
+        order_id = stories.pick_unhappy(naive, kind)
+        line = stories.ledger_outcome(naive.trace(order_id))  # type: ignore[attr-defined]
+        if orders.loc[order_id, "duplicate_charge"]:
+            assert "money taken 2 times" in line
+        else:  # a second payment held the money: a reservation is not a charge
+            assert orders.loc[order_id, "duplicate_hold"]
+            assert "more reservation" in line and "until" in line
     empty = pd.DataFrame({"order_id": [], "at_s": [], "kind": [], "detail": []})
     assert stories.ledger_outcome(empty) == "no payment reached the provider"
     assert stories.timeline(empty).empty

@@ -89,3 +89,47 @@ def test_unknown_preset_lists_the_valid_ones() -> None:
         get_strategy("yolo")
     for name in REQUIRED:
         assert name in str(exc.value)
+
+
+def test_ambiguous_sentences_have_variants_that_differ_in_that_reading_only() -> None:
+    from dataclasses import fields as dc_fields
+
+    def knobs(s: Strategy) -> dict[str, object]:
+        return {
+            f.name: getattr(s, f.name)
+            for f in dc_fields(s)
+            if f.name not in ("name", "description")
+        }
+
+    pairs = {
+        "exercise-settle": ("exercise", {"policy"}),
+        "recommended-rollback": ("recommended", {"policy"}),
+        "answer-a-release": ("answer-a", {"lock_until_answer"}),
+    }
+    for variant, (base, differ) in pairs.items():
+        a, b = knobs(get_strategy(variant)), knobs(get_strategy(base))
+        assert {k for k in a if a[k] != b[k]} == differ, variant
+    settle, exercise = get_strategy("exercise-settle").policy, get_strategy("exercise").policy
+    assert (settle.recover_pending, settle.refund_unclaimed) == ("poll", False)
+    assert (exercise.recover_pending, exercise.refund_unclaimed) == ("cancel", True)
+    assert get_strategy("answer-a").lock_until_answer
+
+
+def test_answer_a_keeps_an_unanswered_order_locked() -> None:
+    from payflow.sim import run
+
+    result = run("slow-provider-day", "answer-a", seed=0)
+    day = result._day
+    assert day is not None
+    refused = [
+        o
+        for o in day.orders
+        if any(
+            isinstance(e, tuple) and e[2] == "order locked: no answer from the provider yet"
+            for e in o.trace or ()
+        )
+    ]
+    assert refused  # customers do come back to an order whose payment got no answer
+    assert all(o.flows == 1 and o.outcome == "unknown" for o in refused)
+    released = run("slow-provider-day", "answer-a-release", seed=0, trace=False).orders
+    assert released["pay_flows"].max() > 1  # the released lock lets a new payment start
