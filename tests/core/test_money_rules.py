@@ -1,0 +1,604 @@
+"""The money rules, guarded line by line (issue 11: no surviving mutant on a money path).
+
+Each test pins down *everything* observable about one money decision: the requests
+sent (method, path, body, key), the journal records saved (every field, and whether
+a save is a payment's first), what is forgotten and in which order relative to the
+calls, and the exact exception class with its references. See docs/mutation.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+import pytest
+
+from payflow.core import (
+    Backoff,
+    Context,
+    InvalidRequest,
+    Jitter,
+    KeyScope,
+    NotSent,
+    PendingRecord,
+    Policy,
+    PollSchedule,
+    Request,
+    RetryBudget,
+    RetryPolicy,
+    TimedOut,
+    cancel,
+    pay,
+    recheck,
+    refund,
+)
+from payflow.core.errors import (
+    ConflictError,
+    OutcomeUnknown,
+    PayflowError,
+    PaymentCancelled,
+    PaymentDeclined,
+    ProviderMismatch,
+    ProviderUnavailable,
+    ReplyNotUnderstood,
+    RequestRejected,
+)
+from payflow.core.events import StateChanged
+from payflow.core.flows import PaymentResult, capture, payment_key, refund_key, status
+from payflow.core.keys import derived_key, new_key
+from payflow.core.messages import Effect, Response, Save
+from payflow.core.recheck import RecheckResult
+from payflow.core.replies import (
+    Expected,
+    PaymentStatus,
+    Refund,
+    read_payment,
+    read_payments,
+    read_refund,
+)
+
+from .scripted import ScriptedDriver, error, ok
+
+KEY = "key-1"
+FAST = RetryPolicy(deadline=30.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
+T0 = 100.0  # the fake clock's start: a flow must measure time from it, not from 0
+
+
+class Driver(ScriptedDriver):
+    """A scripted driver that also keeps every effect (to see ``Save.first``)."""
+
+    def __init__(self, script: Any, **kw: Any) -> None:
+        super().__init__(script, now=T0, **kw)
+        self.effects: list[Effect] = []
+
+    def perform(self, effect: Effect) -> Any:
+        self.effects.append(effect)
+        return super().perform(effect)
+
+    @property
+    def firsts(self) -> list[bool]:
+        return [e.first for e in self.effects if isinstance(e, Save)]
+
+    @property
+    def sent(self) -> list[tuple[str, str, dict[str, Any] | None, str | None]]:
+        return [
+            (r.method, r.path, None if r.body is None else dict(r.body), r.idempotency_key)
+            for _, r, _ in self.calls
+        ]
+
+    @property
+    def ops(self) -> list[str]:
+        return [r.operation for _, r, _ in self.calls]
+
+    @property
+    def order(self) -> list[str]:
+        """Saves, calls, sleeps and forgets in the order they happened."""
+        return [k for k in self.log if k in ("Save", "Call", "Forget", "Sleep")]
+
+    def references(self) -> set[str]:
+        return {e.reference for e in self.events if not isinstance(e, StateChanged)}
+
+
+def ctx(rng: int = 3, budget: RetryBudget | None = None, **policy: Any) -> Context:
+    policy.setdefault("retry", FAST)
+    return Context(Policy(**policy), random.Random(rng), budget)
+
+
+def body(state: str, pid: str = "p-1", **extra: Any) -> dict[str, Any]:
+    base = {"paymentId": pid, "orderId": "o-1", "amount": 1000, "currency": "DKK"}
+    return base | {"state": state} | extra
+
+
+def view(state: str, pid: str = "p-1", **extra: Any) -> PaymentStatus:
+    return PaymentStatus(pid, "o-1", state, 1000, "DKK", **extra)
+
+
+def refunded(amount: int = 1000, reference: str = "o-1", pid: str = "p-1") -> dict[str, Any]:
+    return {"refundId": "r-1", "paymentId": pid, "amount": amount, "reference": reference,
+            "state": "completed"}  # fmt: skip
+
+
+def refs(exc: PayflowError) -> dict[str, Any]:
+    return {
+        "type": type(exc).__name__, "reference": exc.reference, "payment_id": exc.payment_id,
+        "key": exc.idempotency_key, "correlation": exc.correlation_id, "status": exc.status,
+        "code": exc.code,
+    }  # fmt: skip
+
+
+def err(cls: type, *, reference: Any = "o-1", payment_id: Any = None, key: Any = KEY,
+        correlation: Any = None, status: Any = None, code: Any = None) -> dict[str, Any]:  # fmt: skip
+    return {
+        "type": cls.__name__, "reference": reference, "payment_id": payment_id, "key": key,
+        "correlation": correlation, "status": status, "code": code,
+    }  # fmt: skip
+
+
+def rec(**changes: Any) -> PendingRecord:
+    return dataclasses.replace(PendingRecord("o-1", KEY, "pay", 1000, "DKK", T0), **changes)
+
+
+CREATE = ("POST", "/v10/payments", {"orderId": "o-1", "amount": 1000, "currency": "DKK"}, KEY)
+STATUS = ("GET", "/v10/payments/p-1", None, None)
+CAPTURE = ("POST", "/v10/payments/p-1/capture", {"amount": 1000}, None)
+CANCEL = ("POST", "/v10/payments/p-1/cancel", None, None)
+LOOKUP = ("GET", "/v10/payments?orderId=o-1", None, None)
+
+
+def refund_req(amount: int = 1000, reference: str = "o-1", key: str = "rk") -> Any:
+    return ("POST", "/v10/refunds", {"paymentId": "p-1", "amount": amount, "reference": reference},
+            key)  # fmt: skip
+
+
+# -- replies: every check --------------------------------------------------------------------
+
+
+def test_a_payment_reply_is_read_field_by_field() -> None:
+    full = body("reserved", refundedAmount=300, pollDelayInMs=0, correlationId="c-7")
+    got = read_payment(full, payment_id="p-1", expect=Expected("o-1", 1000, "DKK"))
+    assert got == PaymentStatus("p-1", "o-1", "reserved", 1000, "DKK", 300, 0, "c-7")
+    assert read_payment(body("captured", amount=1)) == PaymentStatus(
+        "p-1", "o-1", "captured", 1, "DKK", 0, None, None
+    )
+    assert read_payment(body("declined", refundedAmount=None)).refunded_amount == 0
+    assert read_payment(body("expired", refundedAmount=1000)).refunded_amount == 1000
+
+
+@pytest.mark.parametrize(
+    ("delay", "read"),
+    [(0, 0), (1, 1), (200, 200), (-1, None), (True, None), ("200", None), (1.5, None),
+     (10**12, 86_400_000), (None, None)],
+)  # fmt: skip
+def test_poll_delay_is_advice_read_when_sane(delay: Any, read: int | None) -> None:
+    assert read_payment(body("initiated", pollDelayInMs=delay)).poll_delay_ms == read
+
+
+@pytest.mark.parametrize("value", [None, "", 5, ["c"]])
+def test_an_odd_correlation_id_is_dropped(value: Any) -> None:
+    assert read_payment(body("initiated", correlationId=value)).correlation_id is None
+
+
+def _without(name: str) -> dict[str, Any]:
+    b = body("reserved")
+    del b[name]
+    return b
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [
+        ([body("reserved")], "empty or not a JSON object"),
+        ("text", "empty or not a JSON object"),
+        ({}, "empty or not a JSON object"),
+        (_without("paymentId"), "the create reply has no 'paymentId'"),
+        (body("reserved", pid=".."), "the create reply has no usable paymentId"),
+        (body("reserved", pid=5), "the create reply has no usable paymentId"),
+        (_without("orderId"), "the create reply has no 'orderId'"),
+        (body("reserved", orderId=""), "the create reply has no usable orderId"),
+        (body("reserved", orderId=7), "the create reply has no usable orderId"),
+        (_without("amount"), "the create reply has no 'amount'"),
+        (body("reserved", amount=0), "the create reply has no usable amount"),
+        (body("reserved", amount=-5), "the create reply has no usable amount"),
+        (body("reserved", amount=10.5), "the create reply has no usable amount"),
+        (body("reserved", amount=True), "the create reply has no usable amount"),
+        (body("reserved", amount="1000"), "the create reply has no usable amount"),
+        (_without("currency"), "the create reply has no 'currency'"),
+        (body("reserved", currency="DK"), "the create reply has no usable currency"),
+        (body("reserved", currency="DKKK"), "the create reply has no usable currency"),
+        (body("reserved", currency="DKÆ"), "the create reply has no usable currency"),
+        (body("reserved", currency=208), "the create reply has no usable currency"),
+        (_without("state"), "the create reply has no 'state'"),
+        (body("refunded"), "the create reply has an unknown state"),
+        (body("reserved", refundedAmount=-1), "the create reply has an impossible refundedAmount"),
+        (body("reserved", refundedAmount=1001), "the create reply has an impossible"),
+        (body("reserved", refundedAmount=True), "the create reply has an impossible"),
+        (body("reserved", refundedAmount="5"), "the create reply has an impossible"),
+    ],
+)
+def test_a_payment_reply_not_understood(reply: Any, words: str) -> None:
+    with pytest.raises(ReplyNotUnderstood) as info:
+        read_payment(reply, what="create")
+    assert type(info.value) is ReplyNotUnderstood and words in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [
+        (body("reserved", pid="p-2"), "the poll reply names payment 'p-2', not 'p-1'"),
+        (body("reserved", orderId="o-2"), "the poll reply names order 'o-2', not 'o-1'"),
+        (body("reserved", amount=2500), "the poll reply names amount 2500, not 1000"),
+        (body("reserved", currency="EUR"), "the poll reply names currency 'EUR', not 'DKK'"),
+    ],
+)
+def test_a_payment_reply_about_something_else(reply: Any, words: str) -> None:
+    with pytest.raises(ProviderMismatch) as info:
+        read_payment(reply, payment_id="p-1", expect=Expected("o-1", 1000, "DKK"), what="poll")
+    assert type(info.value) is ProviderMismatch and info.value.message == words
+
+
+def test_a_lookup_reply_is_every_payment_of_the_order_or_nothing() -> None:
+    two = {"payments": [body("declined"), body("reserved", pid="p-2")]}
+    assert read_payments(two, order_id="o-1") == [view("declined"), view("reserved", pid="p-2")]
+    assert read_payments({"payments": []}, order_id="o-1") == []
+    for bad, cls, words in [
+        ([], ReplyNotUnderstood, "the lookup reply is not a JSON object"),
+        ({}, ReplyNotUnderstood, "the lookup reply has no 'payments' list"),
+        ({"payments": {"p-1": body("declined")}}, ReplyNotUnderstood, "no 'payments' list"),
+        ({"payments": [body("declined"), {}]}, ReplyNotUnderstood, "lookup reply is empty"),
+        ({"payments": [body("declined", orderId="o-2")]}, ProviderMismatch,
+         "the lookup reply names order 'o-2', not 'o-1'"),
+    ]:  # fmt: skip
+        with pytest.raises(cls) as info:
+            read_payments(bad, order_id="o-1")
+        assert type(info.value) is cls and words in info.value.message
+
+
+def test_a_refund_reply_is_read_field_by_field() -> None:
+    got = read_refund(refunded(500, "rf-1"), payment_id="p-1", amount=500, reference="rf-1")
+    assert got == Refund("r-1", "p-1", 500, "rf-1", "completed")
+    no_ref = {k: v for k, v in refunded(500, "rf-1").items() if k != "reference"}
+    assert read_refund(no_ref, payment_id="p-1", amount=500, reference="rf-1").reference == "rf-1"
+
+
+def _refund_without(name: str) -> dict[str, Any]:
+    return {k: v for k, v in refunded(500, "rf-1").items() if k != name}
+
+
+@pytest.mark.parametrize(
+    ("reply", "cls", "words"),
+    [
+        ([refunded()], ReplyNotUnderstood, "the refund reply is empty or not a JSON object"),
+        ({}, ReplyNotUnderstood, "the refund reply is empty or not a JSON object"),
+        (_refund_without("refundId"), ReplyNotUnderstood, "the refund reply has no 'refundId'"),
+        (refunded(500, "rf-1") | {"refundId": ""}, ReplyNotUnderstood, "no usable refundId"),
+        (refunded(500, "rf-1") | {"refundId": 9}, ReplyNotUnderstood, "no usable refundId"),
+        (_refund_without("paymentId"), ReplyNotUnderstood, "the refund reply has no 'paymentId'"),
+        (_refund_without("amount"), ReplyNotUnderstood, "the refund reply has no 'amount'"),
+        (refunded(500, "rf-1") | {"amount": "500"}, ReplyNotUnderstood, "no usable amount"),
+        (refunded(500, "rf-1") | {"amount": True}, ReplyNotUnderstood, "no usable amount"),
+        (_refund_without("state"), ReplyNotUnderstood, "the refund reply has no 'state'"),
+        (refunded(500, "rf-1") | {"state": "pending"}, ReplyNotUnderstood, "unknown state"),
+        (refunded(500, "rf-1", pid="p-2"), ProviderMismatch,
+         "the refund reply names payment 'p-2', not 'p-1'"),
+        (refunded(400, "rf-1"), ProviderMismatch, "the refund reply names amount 400, not 500"),
+        (refunded(500, "rf-2"), ProviderMismatch,
+         "the refund reply names reference 'rf-2', not 'rf-1'"),
+    ],
+)  # fmt: skip
+def test_a_refund_reply_not_understood_or_about_something_else(
+    reply: Any, cls: type, words: str
+) -> None:
+    with pytest.raises(cls) as info:
+        read_refund(reply, payment_id="p-1", amount=500, reference="rf-1")
+    assert type(info.value) is cls and words in info.value.message
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+def test_keys_per_scope() -> None:
+    assert payment_key("o-1", ctx(key_scope=KeyScope.NONE)) is None
+    assert payment_key("o-1", ctx(key_scope=KeyScope.PER_ORDER)) == derived_key("pay", "o-1")
+    assert payment_key("o-1", ctx(key_scope=KeyScope.PER_ORDER)) != derived_key("o-1")
+    assert payment_key("o-1", ctx(rng=5)) == new_key(random.Random(5))
+    assert refund_key("p-1", "rf-1") == derived_key("refund", "p-1", "rf-1")
+    assert len({refund_key("p-1", "rf-1"), refund_key("p-2", "rf-1"), refund_key("p-1", "rf-2"),
+                derived_key("p-1", "rf-1")}) == 4  # fmt: skip
+
+
+# -- pay: what is saved, sent and forgotten --------------------------------------------------
+
+
+def test_pay_saves_sends_and_forgets_exactly() -> None:
+    d = Driver([ok(body("initiated", pollDelayInMs=250), 201), ok(body("reserved")),
+                ok(body("captured", correlationId="c-cap"))])  # fmt: skip
+    result = d.run(pay("o-1", 1000, "DKK", ctx(), pos_id="pos-1", key=KEY))
+    assert result == PaymentResult("o-1", "p-1", "captured", 1000, "DKK", KEY, "c-cap")
+    create = CREATE[:2] + ({**CREATE[2], "posId": "pos-1"}, KEY)
+    poll = ("GET", "/v10/payments/p-1", None, None)
+    assert d.sent == [create, poll, CAPTURE]
+    assert d.ops == ["create", "poll", "capture"]
+    assert d.saves == [rec(), rec(payment_id="p-1")] and d.firsts == [True, False]
+    assert d.order == ["Save", "Call", "Save", "Sleep", "Call", "Call", "Forget"]
+    assert d.sleeps == [0.25] and d.journal == {}
+    assert d.references() == {"o-1"}
+    changes = [(e.reference, e.payment_id, e.old, e.new) for e in d.events
+               if isinstance(e, StateChanged)]  # fmt: skip
+    assert changes == [("o-1", "p-1", "initiated", "pending"), ("o-1", "p-1", "pending", "reserved"),
+                       ("o-1", "p-1", "reserved", "captured")]  # fmt: skip
+
+
+def test_pay_keys_per_scope() -> None:
+    d = Driver([ok(body("captured"), 201)])
+    d.run(pay("o-1", 1000, "DKK", ctx(rng=5)))
+    k = new_key(random.Random(5))
+    assert d.sent == [CREATE[:3] + (k,)] and d.saves[0] == rec(idempotency_key=k)
+
+    d = Driver([ok(body("captured"), 201)])
+    d.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.PER_ORDER)))
+    k = derived_key("pay", "o-1")
+    assert d.sent == [CREATE[:3] + (k,)] and d.saves[0] == rec(idempotency_key=k)
+
+    # Keyless: nothing is sent as a key, the journal names the record with a random one.
+    d = Driver([ok(body("captured"), 201)])
+    d.run(pay("o-1", 1000, "DKK", ctx(rng=5, key_scope=KeyScope.NONE)))
+    k = new_key(random.Random(5))
+    assert d.sent == [CREATE[:3] + (None,)]
+    assert d.saves[0] == rec(idempotency_key=k, key_sent=False) and d.firsts == [True, False]
+    assert d.order == ["Save", "Call", "Save", "Forget"] and d.journal == {}
+
+    # A key the caller gives wins over the scope's.
+    d = Driver([ok(body("captured"), 201)])
+    d.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.NONE), key=KEY))
+    assert d.sent == [CREATE] and d.saves[0] == rec()
+
+
+def test_pay_checks_pos_id_and_key_before_anything() -> None:
+    for kwargs, field in [({"pos_id": "a b"}, "pos_id"), ({"key": "a b"}, "key")]:
+        d = Driver([])
+        with pytest.raises(InvalidRequest) as info:
+            d.run(pay("o-1", 1000, "DKK", ctx(), **kwargs))
+        assert info.value.field == field and d.log == []
+
+
+def test_keep_record_leaves_the_paid_record() -> None:
+    d = Driver([ok(body("captured"), 201)])
+    d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY, keep_record=True))
+    assert d.journal == {KEY: rec(payment_id="p-1")} and "Forget" not in d.log
+
+
+def test_a_create_reply_naming_another_amount_is_a_mismatch_kept() -> None:
+    d = Driver([ok(body("reserved", amount=2500, correlationId="c-9"), 201)])
+    with pytest.raises(ProviderMismatch) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert refs(info.value) == err(ProviderMismatch, correlation="c-9")
+    assert "amount 2500, not 1000" in info.value.message
+    assert d.sent == [CREATE] and d.saves == [rec(), rec(state="recheck")]
+    for other in (body("reserved", currency="EUR"), body("reserved", orderId="o-2")):
+        d = Driver([ok(other, 201)])
+        with pytest.raises(ProviderMismatch):
+            d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+        assert d.saves == [rec(), rec(state="recheck")]
+
+
+def test_a_rejected_create_is_forgotten_with_every_reference() -> None:
+    d = Driver([error(400, "invalid_amount")])
+    with pytest.raises(RequestRejected) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert refs(info.value) == err(RequestRejected, correlation="c-1", status=400,
+                                   code="invalid_amount")  # fmt: skip
+    assert info.value.message == "create refused with HTTP 400: invalid_amount"
+    assert d.order == ["Save", "Call", "Forget"] and d.journal == {}
+
+
+def test_a_refusal_after_an_unanswered_create_is_unknown_and_kept() -> None:
+    d = Driver([TimedOut(), error(403, "forbidden")])
+    with pytest.raises(OutcomeUnknown) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert refs(info.value) == err(OutcomeUnknown, correlation="c-1", status=403, code="forbidden")
+    assert info.value.message.startswith("create refused with HTTP 403 after an attempt")
+    assert d.sent == [CREATE, CREATE] and d.saves == [rec(), rec(state="recheck")]
+
+
+def test_an_unanswered_create_is_sent_again_with_its_key_and_settles() -> None:
+    d = Driver([TimedOut(), TimedOut(), TimedOut(), ok(body("captured"), 201)])
+    result = d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert result.payment_id == "p-1" and d.sent == [CREATE] * 4
+    assert d.saves == [rec(), rec(payment_id="p-1")] and d.journal == {}
+    assert d.references() == {"o-1"}
+
+
+def test_all_creates_unanswered_is_six_sends_then_unknown() -> None:
+    d = Driver(lambda req, now: TimedOut())
+    with pytest.raises(OutcomeUnknown) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(retry=RetryPolicy(deadline=60.0)), key=KEY))
+    assert d.sent == [CREATE] * 6  # MobilePay: at most 6 requests per operation
+    assert refs(info.value) == err(OutcomeUnknown)
+    assert info.value.message.startswith("create got no answer the client could use")
+    assert d.saves == [rec(), rec(state="recheck")] and d.references() == {"o-1"}
+
+
+def test_in_progress_forever_is_six_sends_then_unknown_with_its_correlation() -> None:
+    d = Driver(lambda req, now: error(409, "request_in_progress"))
+    with pytest.raises(OutcomeUnknown) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(retry=RetryPolicy(deadline=60.0)), key=KEY))
+    assert d.sent == [CREATE] * 6 and d.saves == [rec(), rec(state="recheck")]
+    assert refs(info.value) == err(OutcomeUnknown, correlation="c-1")
+
+
+def test_resends_are_paced_by_the_backoff_from_the_operation_start() -> None:
+    policy = RetryPolicy(max_attempts=1, deadline=60.0, backoff=Backoff(Jitter.EXPONENTIAL, 0.1, 9))
+    polling = PollSchedule(default_delay=0.05, min_delay=0.01)
+    d = Driver([TimedOut(), error(409, "request_in_progress"), error(409, "request_in_progress"),
+                error(409, "request_in_progress"), ok(body("captured"), 201)])  # fmt: skip
+    d.run(pay("o-1", 1000, "DKK", ctx(retry=policy, polling=polling), key=KEY))
+    assert d.sleeps == pytest.approx([0.1, 0.2, 0.4]) and d.sent == [CREATE] * 5
+    # The pause is never shorter than the polling default delay.
+    d = Driver([TimedOut(), error(409, "request_in_progress"), ok(body("captured"), 201)])
+    d.run(pay("o-1", 1000, "DKK", ctx(retry=policy), key=KEY))
+    assert d.sleeps == [1.0]
+    # Decorrelated jitter grows from the previous pause.
+    deco = Backoff(Jitter.DECORRELATED, 0.1, 9)
+    d = Driver([TimedOut()] + [error(409, "request_in_progress")] * 3 + [ok(body("captured"), 201)])
+    d.run(pay("o-1", 1000, "DKK", ctx(rng=8, retry=dataclasses.replace(policy, backoff=deco),
+                                      polling=polling), key=KEY))  # fmt: skip
+    r = random.Random(8)
+    p1 = deco.delay(0, None, r)
+    p2 = deco.delay(1, p1, r)
+    p3 = deco.delay(2, p2, r)
+    assert d.sleeps == [max(p, 0.05) for p in (p1, p2, p3)]
+
+
+def test_a_resend_never_starts_that_could_not_finish_by_the_deadline() -> None:
+    # Exact binary fractions: the create answers "in progress" at 0.25 s, the re-send
+    # at 0.5 s; a pause of 0.25 s plus a 0.25 s attempt would end at the 1 s deadline.
+    policy = RetryPolicy(max_attempts=1, deadline=1.0, backoff=Backoff(Jitter.CONSTANT, 0.25, 0.25),
+                         min_attempt_timeout=0.25)  # fmt: skip
+    d = Driver(lambda req, now: error(409, "request_in_progress"), latency=0.25)
+    d.now = 0.0
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx(retry=policy, polling=PollSchedule(default_delay=0.25)),
+                  key=KEY))  # fmt: skip
+    assert d.sent == [CREATE, CREATE] and d.sleeps == []
+
+
+def test_an_unreadable_create_reply_is_asked_again_not_believed() -> None:
+    d = Driver([ok({}, 201), ok({"paymentId": "p-1"}, 201), ok(body("captured"), 201)])
+    result = d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert result.state == "captured" and d.sent == [CREATE] * 3
+
+
+def test_a_resend_that_fails_is_followed_by_another() -> None:
+    d = Driver([TimedOut(), NotSent(), TimedOut(), ok(body("captured"), 201)])
+    pol = RetryPolicy(max_attempts=1, deadline=60.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
+    assert d.run(pay("o-1", 1000, "DKK", ctx(retry=pol), key=KEY)).state == "captured"
+    assert d.sent == [CREATE] * 4
+
+
+def test_a_resend_refused_outright_leaves_it_to_the_recheck() -> None:
+    for answer in (error(401, "unauthorized"), error(409, "conflict")):
+        d = Driver([TimedOut(), TimedOut(), TimedOut(), answer])
+        with pytest.raises(OutcomeUnknown):
+            d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+        assert d.sent == [CREATE] * 4 and d.saves == [rec(), rec(state="recheck")]
+
+
+def test_a_mismatched_resend_reply_is_a_mismatch() -> None:
+    d = Driver([TimedOut(), TimedOut(), TimedOut(), ok(body("reserved", amount=5), 201)])
+    with pytest.raises(ProviderMismatch):
+        d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert d.saves == [rec(), rec(state="recheck")]
+
+
+def test_resends_take_the_retry_budget_as_retries_after_a_timeout_or_an_answer() -> None:
+    flags: list[Any] = []
+
+    class Spy(RetryBudget):
+        def acquire_retry(self, after_timeout: bool = False) -> float | None:
+            flags.append(after_timeout)
+            return super().acquire_retry(after_timeout)
+
+    aws = RetryBudget.aws_standard()
+    one = RetryPolicy(max_attempts=1, deadline=60.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
+    for script, want in [
+        ([TimedOut(), TimedOut(), ok(body("captured"), 201)], [True, True]),
+        ([TimedOut(), error(409, "request_in_progress"), ok(body("captured"), 201)],
+         [True, False]),
+        ([error(409, "request_in_progress"), TimedOut(), ok(body("captured"), 201)],
+         [False, True]),
+    ]:  # fmt: skip
+        flags.clear()
+        budget = Spy(**{f.name: getattr(aws, f.name) for f in dataclasses.fields(aws)})
+        d = Driver(script)
+        d.run(pay("o-1", 1000, "DKK", ctx(retry=one, budget=budget), key=KEY))
+        assert flags == want
+
+
+def test_a_keyless_unanswered_create_is_looked_up_by_its_order() -> None:
+    d = Driver([TimedOut(), ok({"payments": [body("declined", pid="p-0"), body("reserved"),
+                                             body("initiated", pid="p-2")]}),
+                ok(body("captured"))])  # fmt: skip
+    result = d.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.NONE)))
+    assert (result.payment_id, result.state) == ("p-1", "captured")
+    assert d.sent == [CREATE[:3] + (None,), LOOKUP, CAPTURE]
+    # captured beats reserved beats initiated beats the rest
+    for states, pick in [(["initiated", "captured"], 1), (["declined", "initiated"], 1),
+                         (["reserved", "captured"], 1), (["captured", "reserved"], 0),
+                         (["initiated", "reserved"], 1), (["expired", "cancelled"], 0)]:  # fmt: skip
+        found = {"payments": [body(s, pid=f"p-{i}") for i, s in enumerate(states)]}
+        d = Driver(lambda req, now, found=found: ok(found) if req.operation == "lookup"
+                   else TimedOut())  # fmt: skip
+        flow = pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.NONE, capture=False,
+                                           polling=PollSchedule(deadline=0.5)))  # fmt: skip
+        try:
+            d.run(flow)
+        except PayflowError:
+            pass
+        assert d.saves[1].payment_id == f"p-{pick}", states
+
+
+def test_a_keyless_create_whose_lookup_fails_is_unknown() -> None:
+    d = Driver([TimedOut(), error(500), error(500), error(500)])
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.NONE)))
+    assert d.saves[-1].state == "recheck"
+    d = Driver([TimedOut(), ok({"payments": [body("captured", orderId="o-9")]})])
+    with pytest.raises(ProviderMismatch):
+        d.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.NONE)))
+    d = Driver([TimedOut(), ok({"payments": []})])
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.NONE)))
+
+
+# -- a 409 to a create -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("states", "kept"),
+    [([], False), (["declined", "cancelled", "expired"], False), (["initiated"], True),
+     (["reserved"], True), (["captured"], True), (["declined", "captured"], True)],
+)  # fmt: skip
+def test_a_409_stands_only_if_no_payment_of_the_order_may_hold_money(
+    states: list[str], kept: bool
+) -> None:
+    found = {"payments": [body(s, pid=f"p-{i}") for i, s in enumerate(states)]}
+    d = Driver([error(409, "active_payment_on_pos"), ok(found)])
+    with pytest.raises((ConflictError, OutcomeUnknown)) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert d.sent == [CREATE, LOOKUP] and d.references() == {"o-1"}
+    cls = OutcomeUnknown if kept else ConflictError
+    assert refs(info.value) == err(cls, correlation="c-1", status=409, code="active_payment_on_pos")
+    if kept:
+        assert d.saves == [rec(), rec(state="recheck")]
+        assert info.value.message.startswith("create answered 409 (active_payment_on_pos) but")
+    else:
+        assert d.order == ["Save", "Call", "Call", "Forget"] and d.journal == {}
+        msg = "create answered 409 (active_payment_on_pos): active_payment_on_pos"
+        assert info.value.message == msg
+
+
+def test_a_409_conflict_message_and_code() -> None:
+    for reply, msg in [
+        (Response(409, {"message": "busy"}), "create answered 409: busy"),
+        (Response(409, {"code": "", "message": ""}), "create answered 409: conflict"),
+        (Response(409, {"message": "x" * 300}), "create answered 409: " + "x" * 200),
+    ]:
+        d = Driver([reply, ok({"payments": []})])
+        with pytest.raises(ConflictError) as info:
+            d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+        assert info.value.message == msg and info.value.code is None
+
+
+def test_a_409_whose_lookup_fails_is_unknown() -> None:
+    for lookup in ([error(404, "not_found")], [ok({"payments": [{}]})],
+                   [error(503), error(503), error(503)]):  # fmt: skip
+        d = Driver([error(409, "duplicate")] + lookup)
+        with pytest.raises(OutcomeUnknown) as info:
+            d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+        assert type(info.value) is OutcomeUnknown
+        assert refs(info.value) == err(OutcomeUnknown, correlation="c-1", status=409,
+                                       code="duplicate")  # fmt: skip
+        assert isinstance(info.value.__cause__, PayflowError)
+        assert info.value.message.startswith("create answered 409 (duplicate) and the order")
+        assert d.saves == [rec(), rec(state="recheck")]
