@@ -602,3 +602,279 @@ def test_a_409_whose_lookup_fails_is_unknown() -> None:
         assert isinstance(info.value.__cause__, PayflowError)
         assert info.value.message.startswith("create answered 409 (duplicate) and the order")
         assert d.saves == [rec(), rec(state="recheck")]
+
+
+# -- settle: poll, capture, cancel -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("final", "cls"), [("declined", PaymentDeclined), ("expired", PaymentDeclined),
+                       ("cancelled", PaymentCancelled)],
+)  # fmt: skip
+def test_a_confirmed_failure_forgets_and_says_which(final: str, cls: type) -> None:
+    d = Driver([ok(body("initiated"), 201), ok(body(final))])
+    with pytest.raises(cls) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert type(info.value) is cls and refs(info.value) == err(cls, payment_id="p-1")
+    assert info.value.message.endswith(final)
+    assert d.order == ["Save", "Call", "Save", "Sleep", "Call", "Forget"] and d.journal == {}
+
+
+def test_a_poll_answer_about_another_amount_is_a_mismatch_kept() -> None:
+    d = Driver([ok(body("initiated"), 201), ok(body("reserved", amount=999))])
+    with pytest.raises(ProviderMismatch) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert refs(info.value)["type"] == "ProviderMismatch"
+    assert d.saves == [rec(), rec(payment_id="p-1"), rec(payment_id="p-1", state="recheck")]
+    for other in (body("reserved", orderId="o-2"), body("reserved", currency="SEK")):
+        d = Driver([ok(body("initiated"), 201), ok(other)])
+        with pytest.raises(ProviderMismatch):
+            d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+
+
+def test_a_refused_poll_is_unknown_with_the_payment_and_its_correlation() -> None:
+    d = Driver([ok(body("initiated"), 201), error(404, "not_found")])
+    with pytest.raises(OutcomeUnknown) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert type(info.value) is OutcomeUnknown
+    assert refs(info.value) == err(OutcomeUnknown, payment_id="p-1", correlation="c-1")
+    assert isinstance(info.value.__cause__, RequestRejected) and info.value.message
+    assert d.saves == [rec(), rec(payment_id="p-1"), rec(payment_id="p-1", state="recheck")]
+
+
+def test_a_capture_is_sent_for_the_amount_and_checked() -> None:
+    # The capture reply names another amount: a mismatch, kept.
+    d = Driver([ok(body("reserved"), 201), ok(body("captured", amount=5))])
+    with pytest.raises(ProviderMismatch):
+        d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert d.sent == [CREATE, CAPTURE] and d.saves[-1] == rec(payment_id="p-1", state="recheck")
+    # A capture reply not understood, or not "captured": the status read decides.
+    for reply in ({}, body("reserved")):
+        d = Driver([ok(body("reserved"), 201), ok(reply), ok(body("captured"))])
+        assert d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY)).state == "captured"
+        assert d.sent == [CREATE, CAPTURE, STATUS]
+    # Without capture, a reservation is the result.
+    d = Driver([ok(body("reserved"), 201)])
+    assert d.run(pay("o-1", 1000, "DKK", ctx(capture=False), key=KEY)).state == "reserved"
+    assert d.sent == [CREATE]
+    # A capture refused: the reservation stands, money is taken.
+    d = Driver([ok(body("reserved"), 201), error(409), ok(body("reserved"))])
+    assert d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY)).state == "reserved"
+    assert d.journal == {}
+    # A status read after the capture naming another amount is a mismatch, kept.
+    d = Driver([ok(body("reserved"), 201), TimedOut(), ok(body("captured", amount=5))])
+    with pytest.raises(ProviderMismatch):
+        d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert d.saves[-1] == rec(payment_id="p-1", state="recheck")
+
+
+def test_capture_and_status_on_their_own() -> None:
+    d = Driver([ok(body("captured", correlationId="c-2"))])
+    got = d.run(capture("p-1", 1000, ctx(), "o-1"))
+    assert got == view("captured", correlation_id="c-2") and d.sent == [CAPTURE]
+    assert d.references() == {"o-1"}
+    d = Driver([ok(body("captured", amount=700))])
+    with pytest.raises(ProviderMismatch):  # the reply is for another amount
+        d.run(capture("p-1", 1000, ctx(), "o-1"))
+    d = Driver([ok(body("captured", orderId="o-2"))])
+    with pytest.raises(ProviderMismatch):
+        d.run(capture("p-1", 1000, ctx(), "o-1", Expected("o-1")))
+    d = Driver([ok(body("captured", amount=700))])  # an expectation given is kept
+    assert d.run(capture("p-1", 700, ctx(), "o-1", Expected("o-1", 700))).amount == 700
+    d = Driver([ok(body("captured", pid="p-2"))])
+    with pytest.raises(ProviderMismatch):
+        d.run(capture("p-1", 1000, ctx()))
+    d = Driver([ok({}), ok(body("captured"))])
+    assert d.run(capture("p-1", 1000, ctx())).state == "captured"
+    d = Driver([ok(body("reserved", orderId="o-2"))])
+    with pytest.raises(ProviderMismatch) as info:
+        d.run(status("p-1", ctx(), "o-1", Expected("o-1")))
+    assert refs(info.value) == err(ProviderMismatch, payment_id="p-1", key=None)
+    assert "status reply names order" in info.value.message
+    d = Driver([ok({"paymentId": "p-1"}, headers={"x-correlation-id": "c-5"})])
+    d = Driver([Response(200, {"paymentId": "p-1"}, {"x-correlation-id": "c-5"})])
+    with pytest.raises(ReplyNotUnderstood) as info2:
+        d.run(status("p-1", ctx(), "o-1"))
+    assert refs(info2.value) == err(ReplyNotUnderstood, payment_id="p-1", key=None,
+                                    correlation="c-5")  # fmt: skip
+    assert "status reply" in info2.value.message
+    d = Driver([error(404, "not_found")])
+    with pytest.raises(RequestRejected) as info3:
+        d.run(status("p-1", ctx(), "o-1"))
+    assert refs(info3.value) == err(RequestRejected, payment_id="p-1", key=None,
+                                    correlation="c-1", status=404, code="not_found")  # fmt: skip
+    assert info3.value.message == "status refused with HTTP 404: not_found"
+    assert d.sent == [STATUS]
+    d = Driver([error(404)])
+    with pytest.raises(RequestRejected) as info3:
+        d.run(status("p-1", ctx()))
+    assert info3.value.reference is None
+
+
+def test_cancel_believes_only_a_confirmed_cancel_of_this_payment() -> None:
+    d = Driver([ok(body("cancelled"))])
+    assert d.run(cancel("p-1", ctx(), "o-1")) == view("cancelled") and d.sent == [CANCEL]
+    assert d.references() == {"o-1"}
+    for reply in (body("cancelled", pid="p-2"), body("cancelled", amount=5)):
+        d = Driver([ok(reply)])
+        with pytest.raises(ProviderMismatch):
+            d.run(cancel("p-1", ctx(), "o-1", Expected("o-1", 1000, "DKK")))
+    for reply in ({}, body("reserved")):
+        d = Driver([ok(reply), ok(body("reserved"))])
+        got = d.run(cancel("p-1", ctx(), "o-1", Expected("o-1", 1000, "DKK")))
+        assert got == view("reserved") and d.sent == [CANCEL, STATUS]
+    d = Driver([error(409), ok(body("reserved", amount=5))])
+    with pytest.raises(ProviderMismatch):
+        d.run(cancel("p-1", ctx(), "o-1", Expected("o-1", 1000, "DKK")))
+    d = Driver([TimedOut()] * 3 + [error(404, "gone")])
+    with pytest.raises(OutcomeUnknown) as info:
+        d.run(cancel("p-1", ctx(), "o-1"))
+    assert type(info.value) is OutcomeUnknown and info.value.message
+    assert refs(info.value) == err(OutcomeUnknown, payment_id="p-1", key=None, correlation="c-1")
+    d = Driver([error(409), error(404)])
+    with pytest.raises(OutcomeUnknown) as info:
+        d.run(cancel("p-1", ctx()))
+    assert info.value.reference is None
+
+
+def test_polling_gives_up_by_cancelling_then_keeps_what_is_not_confirmed() -> None:
+    polling = PollSchedule(deadline=0.5, default_delay=0.2)
+    # The cancel confirmed: cancelled and forgotten.
+    d = Driver(lambda req, now: ok(body("cancelled")) if req.operation == "cancel"
+               else ok(body("initiated"), 201 if req.operation == "create" else 200))  # fmt: skip
+    with pytest.raises(PaymentCancelled):
+        d.run(pay("o-1", 1000, "DKK", ctx(polling=polling), key=KEY))
+    assert d.ops[-1] == "cancel" and d.sent[-1] == CANCEL and d.journal == {}
+    assert d.references() == {"o-1"}
+    # The cancel reply names another amount: a mismatch, kept.
+    d = Driver(lambda req, now: ok(body("cancelled", amount=5)) if req.operation == "cancel"
+               else ok(body("initiated"), 201 if req.operation == "create" else 200))  # fmt: skip
+    with pytest.raises(ProviderMismatch):
+        d.run(pay("o-1", 1000, "DKK", ctx(polling=polling), key=KEY))
+    assert d.saves[-1] == rec(payment_id="p-1", state="recheck")
+    # Cancel unanswered and the read fails: unknown, kept.
+    d = Driver(lambda req, now: TimedOut() if req.operation in ("cancel", "status")
+               else ok(body("initiated"), 201 if req.operation == "create" else 200))  # fmt: skip
+    with pytest.raises(OutcomeUnknown) as info:
+        d.run(pay("o-1", 1000, "DKK", ctx(polling=polling), key=KEY))
+    assert refs(info.value) == err(OutcomeUnknown, payment_id="p-1")
+    assert info.value.message.startswith("polling deadline reached")
+    assert d.saves[-1] == rec(payment_id="p-1", state="recheck")
+    # Still initiated after a cancel not confirmed: unknown, kept.
+    d = Driver(lambda req, now: error(409) if req.operation == "cancel"
+               else ok(body("initiated"), 201 if req.operation == "create" else 200))  # fmt: skip
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx(polling=polling), key=KEY))
+    assert d.saves[-1] == rec(payment_id="p-1", state="recheck")
+
+
+# -- refund ----------------------------------------------------------------------------------
+
+
+def rrec(**changes: Any) -> PendingRecord:
+    base = PendingRecord("rf-1", "rk", "refund", 500, "EUR", T0, "p-1")
+    return dataclasses.replace(base, **changes)
+
+
+def test_a_refund_is_saved_sent_and_forgotten_exactly() -> None:
+    d = Driver([ok(refunded(500, "rf-1"), 201)])
+    got = d.run(refund("p-1", 500, "rf-1", ctx(), key="rk", currency="EUR"))
+    assert got == Refund("r-1", "p-1", 500, "rf-1", "completed")
+    assert d.sent == [refund_req(500, "rf-1")] and d.saves == [rrec()] and d.firsts == [False]
+    assert d.order == ["Save", "Call", "Forget"] and d.journal == {}
+    assert d.references() == {"rf-1"}
+    d = Driver([ok(refunded(500, "rf-1"), 201)])
+    d.run(refund("p-1", 500, "rf-1", ctx()))
+    assert d.sent == [refund_req(500, "rf-1", refund_key("p-1", "rf-1"))]
+    assert d.saves == [rrec(idempotency_key=refund_key("p-1", "rf-1"), currency="DKK")]
+
+
+def test_refund_checks_its_arguments_first() -> None:
+    for args, field in [(("..", 500, "rf-1"), "payment_id"), (("p-1", 0, "rf-1"), "amount"),
+                        (("p-1", 500, "a b"), "reference")]:  # fmt: skip
+        d = Driver([])
+        with pytest.raises(InvalidRequest) as info:
+            d.run(refund(*args, ctx()))
+        assert info.value.field == field and d.log == []
+    with pytest.raises(InvalidRequest):
+        Driver([]).run(refund("p-1", 500, "rf-1", ctx(), key="a b"))
+
+
+def test_a_refund_not_understood_or_about_another_refund_is_kept() -> None:
+    for reply, cls in [({}, ReplyNotUnderstood), (refunded(400, "rf-1"), ProviderMismatch),
+                       (refunded(500, "rf-9"), ProviderMismatch),
+                       (refunded(500, "rf-1", pid="p-2"), ProviderMismatch)]:  # fmt: skip
+        d = Driver([Response(201, reply, {"x-correlation-id": "c-4"})])
+        with pytest.raises(cls) as info:
+            d.run(refund("p-1", 500, "rf-1", ctx(), key="rk", currency="EUR"))
+        assert refs(info.value) == err(cls, reference="rf-1", payment_id="p-1", key="rk",
+                                       correlation="c-4")  # fmt: skip
+        assert info.value.message.startswith("the refund reply")
+        assert d.saves == [rrec(), rrec(state="recheck")] and "Forget" not in d.log
+
+
+def test_a_refund_never_sent_is_forgotten_an_unanswered_one_kept() -> None:
+    d = Driver(lambda req, now: NotSent())
+    with pytest.raises(ProviderUnavailable):
+        d.run(refund("p-1", 500, "rf-1", ctx(), key="rk", currency="EUR"))
+    assert d.saves == [rrec()] and d.order[-1] == "Forget" and d.journal == {}
+    d = Driver(lambda req, now: TimedOut())
+    with pytest.raises(OutcomeUnknown) as info:
+        d.run(refund("p-1", 500, "rf-1", ctx(), key="rk", currency="EUR"))
+    assert d.saves == [rrec(), rrec(state="recheck")]
+    assert refs(info.value) == err(OutcomeUnknown, reference="rf-1", key="rk")
+
+
+def test_a_refused_refund() -> None:
+    d = Driver([error(400, "invalid")])
+    with pytest.raises(RequestRejected) as info:
+        d.run(refund("p-1", 500, "rf-1", ctx(), key="rk", currency="EUR"))
+    assert refs(info.value) == err(RequestRejected, reference="rf-1", payment_id="p-1", key="rk",
+                                   correlation="c-1", status=400, code="invalid")  # fmt: skip
+    assert info.value.message == "refund refused with HTTP 400: invalid"
+    assert d.saves == [rrec()] and d.order == ["Save", "Call", "Forget"] and d.journal == {}
+    # The same refusal after an unanswered attempt: the first may have landed.
+    d = Driver([TimedOut(), error(400, "invalid")])
+    with pytest.raises(OutcomeUnknown) as info:
+        d.run(refund("p-1", 500, "rf-1", ctx(), key="rk", currency="EUR"))
+    assert type(info.value) is OutcomeUnknown
+    assert refs(info.value) == err(OutcomeUnknown, reference="rf-1", payment_id="p-1", key="rk",
+                                   correlation="c-1", status=400, code="invalid")  # fmt: skip
+    assert info.value.message.startswith("refund refused with HTTP 400 after an attempt")
+    assert d.saves == [rrec(), rrec(state="recheck")] and "Forget" not in d.log
+
+
+@pytest.mark.parametrize(
+    ("payment", "explained"),
+    [(body("declined", amount=500), True), (body("initiated", amount=500), True),
+     (body("captured", amount=500, refundedAmount=1), True),
+     (body("captured", amount=500), False), (body("reserved", amount=600, refundedAmount=100), False),
+     (body("captured", amount=900, refundedAmount=100), False)],
+)  # fmt: skip
+def test_a_409_to_a_refund_stands_only_if_the_payment_cannot_be_refunded_that_much(
+    payment: dict[str, Any], explained: bool
+) -> None:
+    d = Driver([error(409, "refund_exceeds"), ok(payment | {"orderId": "o-7"})])
+    with pytest.raises((ConflictError, OutcomeUnknown)) as info:
+        d.run(refund("p-1", 500, "rf-1", ctx(), key="rk", currency="EUR"))
+    assert d.sent == [refund_req(500, "rf-1"), STATUS] and d.references() == {"rf-1"}
+    cls = ConflictError if explained else OutcomeUnknown
+    assert refs(info.value) == err(cls, reference="rf-1", payment_id="p-1", key="rk",
+                                   correlation="c-1", status=409, code="refund_exceeds")  # fmt: skip
+    if explained:
+        assert d.saves == [rrec()] and d.order == ["Save", "Call", "Call", "Forget"]
+        left = payment["amount"] - payment.get("refundedAmount", 0)
+        assert f"({payment['state']}, {left} left to refund)" in info.value.message
+    else:
+        assert d.saves == [rrec(), rrec(state="recheck")] and "Forget" not in d.log
+        assert info.value.message.startswith("refund answered 409 (refund_exceeds) but")
+
+
+def test_a_409_to_a_refund_whose_payment_cannot_be_read_is_kept() -> None:
+    for read in ([error(404)], [ok({})], [TimedOut()] * 3):
+        d = Driver([Response(409, {})] + read)
+        with pytest.raises(OutcomeUnknown) as info:
+            d.run(refund("p-1", 500, "rf-1", ctx(), key="rk", currency="EUR"))
+        assert type(info.value) is OutcomeUnknown and info.value.code is None
+        assert info.value.message.startswith("refund answered 409 but")
+        assert d.saves == [rrec(), rrec(state="recheck")]
