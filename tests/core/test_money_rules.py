@@ -878,3 +878,197 @@ def test_a_409_to_a_refund_whose_payment_cannot_be_read_is_kept() -> None:
         assert type(info.value) is OutcomeUnknown and info.value.code is None
         assert info.value.message.startswith("refund answered 409 but")
         assert d.saves == [rrec(), rrec(state="recheck")]
+
+
+# -- recheck ---------------------------------------------------------------------------------
+
+
+def run_recheck(script: Any, record: PendingRecord, **policy: Any) -> tuple[Driver, Any]:
+    d = Driver(script)
+    d.journal[record.idempotency_key] = record
+    return d, d.run(recheck(record, ctx(**policy)))
+
+
+def test_recheck_cancels_a_pending_payment_and_forgets_it() -> None:
+    d, got = run_recheck([ok(body("initiated")), ok(body("cancelled"))], rec(payment_id="p-1"))
+    assert got == RecheckResult("o-1", "pay", "cancelled", "cancelled", ("p-1",), 0)
+    assert d.sent == [STATUS, CANCEL] and d.order == ["Call", "Call", "Forget"]
+    assert d.journal == {} and d.references() == {"o-1"}
+    # The cancel lost the race to a decline: forgotten, not "cancelled".
+    d, got = run_recheck([ok(body("initiated")), error(409), ok(body("declined"))],
+                         rec(payment_id="p-1"))  # fmt: skip
+    assert (got.action, got.state) == ("forgotten", "declined") and d.journal == {}
+    # Already cancelled: forgotten.
+    d, got = run_recheck([ok(body("cancelled"))], rec(payment_id="p-1"))
+    assert got == RecheckResult("o-1", "pay", "forgotten", "cancelled", ("p-1",), 0)
+
+
+def test_recheck_checks_the_payment_against_the_record() -> None:
+    for other in (body("initiated", amount=5), body("initiated", currency="EUR"),
+                  body("initiated", orderId="o-2")):  # fmt: skip
+        d, got = run_recheck([ok(other)], rec(payment_id="p-1"))
+        assert got == RecheckResult("o-1", "pay", "kept", "mismatch", ("p-1",))
+        assert d.journal == {KEY: rec(payment_id="p-1", state="recheck")} and d.sent == [STATUS]
+    # The cancel reply is checked against the payment found.
+    d, got = run_recheck([ok(body("initiated")), ok(body("cancelled", amount=5))],
+                         rec(payment_id="p-1"))  # fmt: skip
+    assert (got.action, got.state) == ("kept", "mismatch")
+
+
+def test_recheck_polls_a_pending_payment_when_told_to() -> None:
+    polling = PollSchedule(deadline=2.0, default_delay=0.5)
+    d, got = run_recheck([ok(body("initiated", pollDelayInMs=100)), ok(body("initiated")),
+                          ok(body("declined"))], rec(payment_id="p-1"), recover_pending="poll",
+                         polling=polling)  # fmt: skip
+    assert got == RecheckResult("o-1", "pay", "forgotten", "declined", ("p-1",), 0)
+    assert d.sent == [STATUS, STATUS, STATUS] and d.ops == ["status", "poll", "poll"]
+    assert d.sleeps == [0.5, 0.5] and d.references() == {"o-1"}  # from the schedule
+    d, got = run_recheck([ok(body("initiated")), ok(body("declined", amount=5))],
+                         rec(payment_id="p-1"), recover_pending="poll")  # fmt: skip
+    assert (got.action, got.state) == ("kept", "mismatch")
+    # Polling to its deadline, then cancelled.
+    d, got = run_recheck(lambda req, now: ok(body("cancelled")) if req.operation == "cancel"
+                         else ok(body("initiated")), rec(payment_id="p-1"),
+                         recover_pending="poll", polling=polling)  # fmt: skip
+    assert (got.action, d.ops[-1]) == ("cancelled", "cancel") and d.journal == {}
+    d, got = run_recheck(lambda req, now: ok(body("cancelled", amount=3))
+                         if req.operation == "cancel" else ok(body("initiated")),
+                         rec(payment_id="p-1"), recover_pending="poll", polling=polling)  # fmt: skip
+    assert (got.action, got.state) == ("kept", "mismatch")
+
+
+def test_recheck_keeps_a_payment_still_pending_after_its_cancel() -> None:
+    d, got = run_recheck([ok(body("initiated")), error(409), ok(body("initiated"))],
+                         rec(payment_id="p-1"))  # fmt: skip
+    assert got == RecheckResult("o-1", "pay", "kept", "unknown", ("p-1",))
+    assert d.journal == {KEY: rec(payment_id="p-1", state="recheck")}
+
+
+def test_recheck_refunds_what_is_left_with_a_key_derived_from_the_record() -> None:
+    key = derived_key("refund", KEY, "p-1")
+    d, got = run_recheck([ok(body("captured", refundedAmount=300)), ok(refunded(700), 201)],
+                         rec(payment_id="p-1"))  # fmt: skip
+    assert got == RecheckResult("o-1", "pay", "refunded", "captured", ("p-1",), 700)
+    assert d.sent == [STATUS, refund_req(700, "o-1", key)]
+    assert d.saves == [PendingRecord("o-1", key, "refund", 700, "DKK", T0 + 0.01, "p-1")]
+    assert d.journal == {} and d.order == ["Call", "Save", "Call", "Forget", "Forget"]
+    # A reservation in another currency is refunded in its currency.
+    d, got = run_recheck([ok(body("reserved", currency="EUR")), ok(refunded(1000), 201)],
+                         rec(payment_id="p-1", currency="EUR"))  # fmt: skip
+    assert d.saves[0].currency == "EUR" and got.refunded_amount == 1000
+    # Fully refunded already: nothing sent, forgotten as refunded.
+    d, got = run_recheck([ok(body("captured", refundedAmount=1000))], rec(payment_id="p-1"))
+    assert got == RecheckResult("o-1", "pay", "refunded", "captured", ("p-1",), 0)
+    assert d.sent == [STATUS] and d.journal == {}
+    # One unit left is refunded.
+    d, got = run_recheck([ok(body("captured", refundedAmount=999)), ok(refunded(1), 201)],
+                         rec(payment_id="p-1"))  # fmt: skip
+    assert got.refunded_amount == 1
+    # Two payments found by lookup: each settled, the sum refunded.
+    found = {"payments": [body("captured"), body("reserved", pid="p-2"), body("declined", pid="p-3")]}
+    d, got = run_recheck([ok(found), ok(refunded(1000), 201), ok(refunded(1000, pid="p-2"), 201)],
+                         rec(key_sent=False))  # fmt: skip
+    assert got == RecheckResult("o-1", "pay", "refunded", "captured,reserved,declined",
+                                ("p-1", "p-2", "p-3"), 2000)  # fmt: skip
+    assert d.sent[0] == LOOKUP and [s[2]["paymentId"] for s in d.sent[1:]] == ["p-1", "p-2"]  # type: ignore[index]
+
+
+def test_recheck_reports_money_taken_and_keeps_it() -> None:
+    d, got = run_recheck([ok(body("reserved")), ok(body("captured"))], rec(payment_id="p-1"),
+                         refund_unclaimed=False)  # fmt: skip
+    assert got == RecheckResult("o-1", "pay", "reported", "captured", ("p-1",), 0)
+    assert d.sent == [STATUS, CAPTURE]
+    assert d.journal == {KEY: rec(payment_id="p-1", state="reported")}
+    # Its own payment by the key (no payment id yet) is captured too.
+    d, got = run_recheck([ok(body("reserved"), 201), ok(body("captured"))], rec(),
+                         refund_unclaimed=False)  # fmt: skip
+    assert (got.action, d.sent) == ("reported", [CREATE, CAPTURE])
+    # A capture reply naming another amount: a mismatch, kept.
+    d, got = run_recheck([ok(body("reserved")), ok(body("captured", amount=4))],
+                         rec(payment_id="p-1"), refund_unclaimed=False)  # fmt: skip
+    assert (got.action, got.state) == ("kept", "mismatch")
+    # A capture not confirmed: kept, naming the payment.
+    d, got = run_recheck([ok(body("reserved")), error(409), ok(body("reserved"))],
+                         rec(payment_id="p-1"), refund_unclaimed=False)  # fmt: skip
+    assert got == RecheckResult("o-1", "pay", "kept", "unknown", ("p-1",))
+
+
+def test_recheck_without_payment_id_replays_the_create_exactly() -> None:
+    d, got = run_recheck([ok(body("initiated"), 201), ok(body("cancelled"))], rec())
+    assert got == RecheckResult("o-1", "pay", "cancelled", "cancelled", ("p-1",), 0)
+    assert d.sent == [CREATE, CANCEL] and d.references() == {"o-1"}
+    for other in (body("initiated", amount=5), body("initiated", currency="EUR"),
+                  body("initiated", orderId="o-2")):  # fmt: skip
+        d, got = run_recheck([ok(other, 201)], rec())
+        assert got == RecheckResult("o-1", "pay", "kept", "mismatch", ())
+    d, got = run_recheck([ok({}, 201)], rec())
+    assert got == RecheckResult("o-1", "pay", "kept", "unknown", ())
+    d, got = run_recheck([error(409, "request_in_progress")], rec())
+    assert got == RecheckResult("o-1", "pay", "kept", "unknown", ()) and d.sent == [CREATE]
+    assert d.journal == {KEY: rec(state="recheck")}
+
+
+@pytest.mark.parametrize("status_code", [409, 422])
+def test_recheck_of_a_refused_replay_asks_the_orders_payments(status_code: int) -> None:
+    d, got = run_recheck([error(status_code, "dup"), ok({"payments": [body("declined")]})], rec())
+    assert got == RecheckResult("o-1", "pay", "forgotten", "none", (), 0)
+    assert d.sent == [CREATE, LOOKUP] and d.journal == {} and d.references() == {"o-1"}
+    d, got = run_recheck([error(status_code, "dup"), ok({"payments": [body("captured")]})], rec())
+    assert got == RecheckResult("o-1", "pay", "kept", "unknown", ())
+    d, got = run_recheck([error(status_code), ok({"payments": [body("captured", orderId="x")]})],
+                         rec())  # fmt: skip
+    assert (got.action, d.journal) == ("kept", {KEY: rec(state="recheck")})
+
+
+@pytest.mark.parametrize("status_code", [401, 403, 404, 410, 423])
+def test_recheck_keeps_a_record_whose_replay_is_refused_for_no_reason_of_its_own(
+    status_code: int
+) -> None:
+    d, got = run_recheck([error(status_code)], rec())
+    assert got == RecheckResult("o-1", "pay", "kept", "unknown", ())
+    assert d.sent == [CREATE] and d.journal == {KEY: rec(state="recheck")}
+
+
+def test_recheck_of_a_keyless_record_looks_the_order_up() -> None:
+    d, got = run_recheck([ok({"payments": [body("initiated")]}), ok(body("cancelled"))],
+                         rec(key_sent=False))  # fmt: skip
+    assert got == RecheckResult("o-1", "pay", "cancelled", "cancelled", ("p-1",), 0)
+    assert d.sent == [LOOKUP, CANCEL]
+    # A reservation found by lookup is reported as it is, never captured.
+    d, got = run_recheck([ok({"payments": [body("reserved")]})], rec(key_sent=False),
+                         refund_unclaimed=False)  # fmt: skip
+    assert (got.action, got.state, d.sent) == ("reported", "reserved", [LOOKUP])
+    d, got = run_recheck([ok({"payments": []})], rec(key_sent=False))
+    assert got == RecheckResult("o-1", "pay", "forgotten", "none", (), 0) and d.journal == {}
+
+
+def test_recheck_of_a_payment_the_provider_does_not_know() -> None:
+    d, got = run_recheck([error(404), ok(body("declined", pid="p-2"), 201)], rec(payment_id="p-1"))
+    assert got == RecheckResult("o-1", "pay", "forgotten", "declined", ("p-2",), 0)
+    assert d.sent == [STATUS, CREATE]
+    # The replay names the very payment the provider said it does not know.
+    d, got = run_recheck([error(404), ok(body("declined"), 201)], rec(payment_id="p-1"))
+    assert got == RecheckResult("o-1", "pay", "kept", "unknown", ("p-1",))
+    # Another refusal of the read keeps the record.
+    d, got = run_recheck([error(403)], rec(payment_id="p-1"))
+    assert got == RecheckResult("o-1", "pay", "kept", "unknown", ("p-1",)) and d.sent == [STATUS]
+
+
+def test_recheck_of_a_refund() -> None:
+    r = rrec(state="recheck")
+    d, got = run_recheck([ok(refunded(500, "rf-1"), 201)], r)
+    assert got == RecheckResult("rf-1", "refund", "refunded", "completed", ("p-1",), 500)
+    assert d.sent == [refund_req(500, "rf-1")] and d.saves == [rrec()] and d.journal == {}
+    # A 409 the payment explains: forgotten.
+    d, got = run_recheck([error(409), ok(body("declined", amount=500))], r)
+    assert got == RecheckResult("rf-1", "refund", "forgotten", "conflict", (), 0)
+    assert d.journal == {} and d.order[-1] == "Forget"
+    # Unanswered: kept.
+    d, got = run_recheck(lambda req, now: TimedOut(), r)
+    assert got == RecheckResult("rf-1", "refund", "kept", "unknown", ("p-1",))
+    assert d.journal == {"rk": rrec(state="recheck")}
+    d, got = run_recheck([ok(refunded(400, "rf-1"), 201)], r)
+    assert got == RecheckResult("rf-1", "refund", "kept", "mismatch", ("p-1",))
+    # A record without a payment id cannot be refunded: kept.
+    d, got = run_recheck([], rrec(payment_id=None))
+    assert got == RecheckResult("rf-1", "refund", "kept", "unknown", ())
