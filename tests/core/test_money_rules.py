@@ -47,7 +47,7 @@ from payflow.core.errors import (
 from payflow.core.events import StateChanged
 from payflow.core.flows import PaymentResult, capture, payment_key, refund_key, status
 from payflow.core.keys import derived_key, new_key
-from payflow.core.messages import Effect, Response, Save
+from payflow.core.messages import Effect, Response, Save, Sleep
 from payflow.core.recheck import RecheckResult
 from payflow.core.replies import (
     Expected,
@@ -68,12 +68,15 @@ T0 = 100.0  # the fake clock's start: a flow must measure time from it, not from
 class Driver(ScriptedDriver):
     """A scripted driver that also keeps every effect (to see ``Save.first``)."""
 
-    def __init__(self, script: Any, **kw: Any) -> None:
+    def __init__(self, script: Any, oversleep: float = 0.0, **kw: Any) -> None:
         super().__init__(script, now=T0, **kw)
         self.effects: list[Effect] = []
+        self.oversleep = oversleep  # a sleep that lasts longer than asked (a busy machine)
 
     def perform(self, effect: Effect) -> Any:
         self.effects.append(effect)
+        if isinstance(effect, Sleep):
+            self.now += self.oversleep
         return super().perform(effect)
 
     @property
@@ -1072,3 +1075,135 @@ def test_recheck_of_a_refund() -> None:
     # A record without a payment id cannot be refunded: kept.
     d, got = run_recheck([], rrec(payment_id=None))
     assert got == RecheckResult("rf-1", "refund", "kept", "unknown", ())
+
+
+# -- a call: retried, classified, given up ---------------------------------------------------
+
+from payflow.core import api  # noqa: E402
+from payflow.core.calls import call  # noqa: E402
+from payflow.core.policy import Done, GiveUp, RetryAfter, Verdict, classify  # noqa: E402
+
+KEYED = api.create_payment("o-1", 1000, "DKK", KEY)
+KEYLESS = api.create_payment("o-1", 1000, "DKK", None)
+READ = api.get_payment("p-1", polling=False)
+
+
+def run_call(script: Any, request: Request = KEYED, **kw: Any) -> tuple[Driver, Any]:
+    d = Driver(script, oversleep=kw.pop("oversleep", 0.0))
+    sent = [0]
+    try:
+        return d, d.run(call(request, ctx(**kw), "o-1", sent=sent))
+    except PayflowError as exc:
+        assert sent == [len(d.calls)]
+        return d, exc
+
+
+@pytest.mark.parametrize(
+    ("script", "request_", "want"),
+    [
+        ([NotSent()] * 3, KEYED, err(ProviderUnavailable)),
+        ([TimedOut(), NotSent(), NotSent()], KEYED, err(OutcomeUnknown)),
+        ([error(503), NotSent(), NotSent()], KEYED, err(OutcomeUnknown)),
+        ([NotSent(), NotSent(), error(500)], KEYED,
+         err(OutcomeUnknown, correlation="c-1", status=500, code=None)),
+        ([error(429, **{"Retry-After": "0"})] * 3, KEYED,
+         err(ProviderUnavailable, correlation="c-1", status=429)),
+        ([error(503)], KEYLESS, err(OutcomeUnknown, key=None, correlation="c-1", status=503)),
+        ([TimedOut()], KEYLESS, err(OutcomeUnknown, key=None)),
+        ([TimedOut()] * 3, READ, err(ProviderUnavailable, key=None)),
+        ([error(502)] * 3, READ, err(ProviderUnavailable, key=None, correlation="c-1", status=502)),
+    ],
+)  # fmt: skip
+def test_what_giving_up_on_a_call_means(script: Any, request_: Request, want: Any) -> None:
+    d, exc = run_call(script, request_)
+    assert refs(exc) == want and len(d.calls) == len(script)
+    assert exc.message.startswith(f"{request_.operation}: ")
+    assert d.references() == {"o-1"}
+
+
+def test_a_call_measures_its_deadline_from_its_own_start() -> None:
+    policy = RetryPolicy(deadline=3.0, backoff=Backoff(Jitter.CONSTANT, 0.5, 0.5))
+    d, exc = run_call([TimedOut(), TimedOut(), TimedOut()], retry=policy)
+    assert [c[2] for c in d.calls] == [2.0, 0.5] and type(exc) is OutcomeUnknown
+    # A sleep that overran leaves no time for another attempt: given up, nothing more sent.
+    policy = RetryPolicy(deadline=3.0, backoff=Backoff(Jitter.CONSTANT, 0.5, 0.5))
+    d, exc = run_call([NotSent(), NotSent()], retry=policy, oversleep=2.6)
+    assert len(d.calls) == 1 and refs(exc) == err(ProviderUnavailable)
+    assert exc.message == "create: provider unavailable (deadline)"
+    d, exc = run_call([TimedOut(), NotSent()], retry=policy, oversleep=2.0)
+    assert len(d.calls) == 1 and refs(exc) == err(OutcomeUnknown)
+
+
+def test_a_call_paces_its_retries() -> None:
+    expo = RetryPolicy(deadline=60.0, backoff=Backoff(Jitter.EXPONENTIAL, 0.5, 8.0))
+    d, resp = run_call([TimedOut(), TimedOut(), ok(body("initiated"), 201)], retry=expo)
+    assert d.sleeps == [0.5, 1.0] and resp.status == 201
+    deco = RetryPolicy(deadline=60.0, backoff=Backoff(Jitter.DECORRELATED, 0.5, 8.0))
+    d, resp = run_call([TimedOut(), TimedOut(), ok(body("initiated"), 201)], retry=deco, rng=4)
+    r = random.Random(4)
+    first = deco.backoff.delay(0, None, r)
+    assert d.sleeps == [first, deco.backoff.delay(1, first, r)]
+    none = RetryPolicy(deadline=60.0, backoff=Backoff(Jitter.NONE, 0, 0))
+    d, resp = run_call([TimedOut(), ok(body("initiated"), 201)], retry=none)
+    assert d.sleeps == [] and "Sleep" not in d.log
+    small = RetryPolicy(deadline=60.0, backoff=Backoff(Jitter.CONSTANT, 0.5, 0.5))
+    d, resp = run_call([TimedOut(), ok(body("initiated"), 201)], retry=small)
+    assert d.sleeps == [0.5]
+
+
+def test_a_call_refunds_the_retry_budget_it_spent_on_success() -> None:
+    budget = RetryBudget.aws_standard()
+    d, resp = run_call([TimedOut(), error(503), ok(body("initiated"), 201)], budget=budget)
+    assert budget.tokens == budget.max_tokens and resp.status == 201
+    spent = RetryBudget.aws_standard()
+    spent.tokens = 100.0
+    d, resp = run_call([TimedOut(), error(503), ok(body("initiated"), 201)], budget=spent)
+    assert spent.tokens == 100.0
+
+
+def test_classify_and_decide_on_the_edges() -> None:
+    assert classify(KEYED, Response(300)) is Verdict.REJECTED
+    assert classify(KEYED, Response(299)) is Verdict.SUCCESS
+    assert classify(KEYLESS, TimedOut(), retry_unsafe=True) is Verdict.RETRYABLE
+    pol = RetryPolicy(deadline=10.0, backoff=Backoff(Jitter.CONSTANT, 0.5, 0.5),
+                      min_attempt_timeout=0.5, max_server_delay=5.0)  # fmt: skip
+    rng = random.Random(1)
+
+    def decide(outcome: Any, attempt: int = 1, elapsed: float = 0.0, policy: RetryPolicy = pol,
+               **kw: Any) -> Any:  # fmt: skip
+        return policy.decide(KEYED if "request" not in kw else kw.pop("request"), outcome,
+                             attempt=attempt, elapsed=elapsed, previous_delay=None, rng=rng, **kw)  # fmt: skip
+
+    assert decide(Response(200)) == Done(Response(200), Verdict.SUCCESS)
+    assert decide(Response(300)) == Done(Response(300), Verdict.REJECTED)
+    assert decide(Response(409)) == Done(Response(409), Verdict.OUT_OF_SYNC)
+    assert decide(Response(500), attempt=3) == GiveUp("attempts", Response(500), True)
+    assert decide(Response(503), attempt=3) == GiveUp("attempts", Response(503), True)
+    assert decide(Response(500), request=KEYLESS) == GiveUp("unknown", Response(500), True)
+    assert decide(NotSent(), attempt=3) == GiveUp("attempts", NotSent(), False)
+    assert decide(TimedOut()) == RetryAfter(0.5, "timeout", False, 0.0)
+    assert decide(NotSent()) == RetryAfter(0.5, "not-sent", False, 0.0)
+    # The deadline: an attempt that could just finish by it is allowed.
+    assert decide(TimedOut(), elapsed=9.0) == RetryAfter(0.5, "timeout", False, 0.0)
+    assert decide(TimedOut(), elapsed=9.25) == GiveUp("deadline", TimedOut(), True)
+    # The server's delay: honoured up to max_server_delay, and only if it ends before the deadline.
+    five = Response(429, headers={"Retry-After": "5"})
+    assert decide(five) == RetryAfter(5.0, "http-429", True, 0.0)
+    assert decide(Response(429, headers={"Retry-After": "6"})) == GiveUp(
+        "server-delay", Response(429, headers={"Retry-After": "6"}), False
+    )
+    assert decide(five, elapsed=5.0) == GiveUp("server-delay", five, False)
+    assert decide(five, elapsed=4.5) == RetryAfter(5.0, "http-429", True, 0.0)
+    assert decide(five, elapsed=4.75) == GiveUp("deadline", five, False)
+    # The retry budget: a retry after a timeout costs more; an empty budget stops.
+    aws = RetryBudget.aws_standard()
+    assert decide(TimedOut(), budget=aws) == RetryAfter(0.5, "timeout", False, 10.0)
+    assert decide(error(503), budget=aws) == RetryAfter(0.5, "http-503", False, 5.0)
+    aws.tokens = 1.0
+    assert decide(error(503), budget=aws) == GiveUp("budget", error(503), True)
+    assert decide(error(429), budget=aws) == GiveUp("budget", error(429), False)
+    assert decide(error(429), budget=aws, maybe_sent=True) == GiveUp("budget", error(429), True)
+    expo = dataclasses.replace(pol, backoff=Backoff(Jitter.EXPONENTIAL, 0.1, 8.0))
+    assert decide(TimedOut(), attempt=2, policy=expo).delay == pytest.approx(0.2)
+    naive = dataclasses.replace(pol, retry_unsafe=True)
+    assert decide(TimedOut(), request=KEYLESS, policy=naive) == RetryAfter(0.5, "timeout")
