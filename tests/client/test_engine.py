@@ -127,3 +127,38 @@ def test_saves_and_forgets_reach_the_journal_with_a_lease(tmp_path: Path) -> Non
     assert entry.owner == eng.owner and entry.lease_until > 0 and run.saved == {"k-1"}
     eng.perform(Forget("k-1"), run)
     assert journal.pending() == [] and run.saved == set()
+
+
+def test_a_failure_names_its_cause() -> None:
+    assert Engine.failure(httpx.ConnectError("refused")) == NotSent("ConnectError")
+    assert Engine.failure(httpx.ReadTimeout("slow")) == TimedOut("ReadTimeout")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_first_save_is_owned_and_leased(kind: str, tmp_path: Path) -> None:
+    import time
+
+    journal = MemoryJournal() if kind == "memory" else SqliteJournal(tmp_path / "j.db")
+    eng = engine(journal)
+    eng.perform(Save(record("o-1", "k-1"), first=True), Run())
+    eng.perform(Save(record("o-2", "k-2")), Run())
+    for entry in journal.entries():
+        assert entry.owner == eng.owner
+        assert time.time() + 50 < entry.lease_until <= time.time() + 60
+
+
+def test_a_refusal_names_a_payment_of_ours_in_progress_even_past_its_lease() -> None:
+    journal = MemoryJournal()
+    eng = engine(journal)
+    journal.save(record("o-1", "k-1"), eng.owner, 1.0)  # ours, lease run out
+    with pytest.raises(PaymentInProgress, match="in progress"):
+        eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+
+
+def test_a_refusal_asks_the_journal_whether_the_owner_lives() -> None:
+    journal = MemoryJournal(alive=lambda owner: False)
+    eng = engine(journal)
+    journal.save(record("o-1", "k-1"), "elsewhere:1:x", 1e12)  # leased by a dead owner
+    with pytest.raises(PaymentInProgress, match="stopped process") as info:
+        eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+    assert info.value.payment_id is None
