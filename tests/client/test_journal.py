@@ -157,7 +157,8 @@ def test_save_keeps_the_first_save_time_and_takes_the_new_owner(
     journal.save(record("b"), me, 10.0)
     journal.save(record("a", "recheck"), other, 20.0)
     entries = journal.entries()
-    assert [(e.record.idempotency_key, e.record.state, e.owner, e.lease_until) for e in entries] == [
+    got = [(e.record.idempotency_key, e.record.state, e.owner, e.lease_until) for e in entries]
+    assert got == [
         ("a", "recheck", other, 20.0), ("b", "pending", me, 10.0),
     ]  # fmt: skip
 

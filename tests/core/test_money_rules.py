@@ -8,6 +8,7 @@ calls, and the exact exception class with its references. See docs/mutation.md.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from typing import Any
@@ -28,11 +29,13 @@ from payflow.core import (
     RetryBudget,
     RetryPolicy,
     TimedOut,
+    api,
     cancel,
     pay,
     recheck,
     refund,
 )
+from payflow.core.calls import call
 from payflow.core.errors import (
     ConflictError,
     OutcomeUnknown,
@@ -48,6 +51,7 @@ from payflow.core.events import StateChanged
 from payflow.core.flows import PaymentResult, capture, payment_key, refund_key, status
 from payflow.core.keys import derived_key, new_key
 from payflow.core.messages import Effect, Response, Save, Sleep
+from payflow.core.policy import Done, GiveUp, RetryAfter, Verdict, classify
 from payflow.core.recheck import RecheckResult
 from payflow.core.replies import (
     Expected,
@@ -130,8 +134,16 @@ def refs(exc: PayflowError) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def err(cls: type, *, reference: Any = "o-1", payment_id: Any = None, key: Any = KEY,
-        correlation: Any = None, status: Any = None, code: Any = None) -> dict[str, Any]:  # fmt: skip
+def err(
+    cls: type,
+    *,
+    reference: Any = "o-1",
+    payment_id: Any = None,
+    key: Any = KEY,
+    correlation: Any = None,
+    status: Any = None,
+    code: Any = None,
+) -> dict[str, Any]:
     return {
         "type": cls.__name__, "reference": reference, "payment_id": payment_id, "key": key,
         "correlation": correlation, "status": status, "code": code,
@@ -318,7 +330,7 @@ def test_pay_saves_sends_and_forgets_exactly() -> None:
                 ok(body("captured", correlationId="c-cap"))])  # fmt: skip
     result = d.run(pay("o-1", 1000, "DKK", ctx(), pos_id="pos-1", key=KEY))
     assert result == PaymentResult("o-1", "p-1", "captured", 1000, "DKK", KEY, "c-cap")
-    create = CREATE[:2] + ({**CREATE[2], "posId": "pos-1"}, KEY)
+    create = (*CREATE[:2], {**CREATE[2], "posId": "pos-1"}, KEY)
     poll = ("GET", "/v10/payments/p-1", None, None)
     assert d.sent == [create, poll, CAPTURE]
     assert d.ops == ["create", "poll", "capture"]
@@ -328,7 +340,8 @@ def test_pay_saves_sends_and_forgets_exactly() -> None:
     assert d.references() == {"o-1"}
     changes = [(e.reference, e.payment_id, e.old, e.new) for e in d.events
                if isinstance(e, StateChanged)]  # fmt: skip
-    assert changes == [("o-1", "p-1", "initiated", "pending"), ("o-1", "p-1", "pending", "reserved"),
+    assert changes == [("o-1", "p-1", "initiated", "pending"),
+                       ("o-1", "p-1", "pending", "reserved"),
                        ("o-1", "p-1", "reserved", "captured")]  # fmt: skip
 
 
@@ -336,18 +349,18 @@ def test_pay_keys_per_scope() -> None:
     d = Driver([ok(body("captured"), 201)])
     d.run(pay("o-1", 1000, "DKK", ctx(rng=5)))
     k = new_key(random.Random(5))
-    assert d.sent == [CREATE[:3] + (k,)] and d.saves[0] == rec(idempotency_key=k)
+    assert d.sent == [(*CREATE[:3], k)] and d.saves[0] == rec(idempotency_key=k)
 
     d = Driver([ok(body("captured"), 201)])
     d.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.PER_ORDER)))
     k = derived_key("pay", "o-1")
-    assert d.sent == [CREATE[:3] + (k,)] and d.saves[0] == rec(idempotency_key=k)
+    assert d.sent == [(*CREATE[:3], k)] and d.saves[0] == rec(idempotency_key=k)
 
     # Keyless: nothing is sent as a key, the journal names the record with a random one.
     d = Driver([ok(body("captured"), 201)])
     d.run(pay("o-1", 1000, "DKK", ctx(rng=5, key_scope=KeyScope.NONE)))
     k = new_key(random.Random(5))
-    assert d.sent == [CREATE[:3] + (None,)]
+    assert d.sent == [(*CREATE[:3], None)]
     assert d.saves[0] == rec(idempotency_key=k, key_sent=False) and d.firsts == [True, False]
     assert d.order == ["Save", "Call", "Save", "Forget"] and d.journal == {}
 
@@ -524,20 +537,23 @@ def test_a_keyless_unanswered_create_is_looked_up_by_its_order() -> None:
                 ok(body("captured"))])  # fmt: skip
     result = d.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.NONE)))
     assert (result.payment_id, result.state) == ("p-1", "captured")
-    assert d.sent == [CREATE[:3] + (None,), LOOKUP, CAPTURE]
+    assert d.sent == [(*CREATE[:3], None), LOOKUP, CAPTURE]
     # captured beats reserved beats initiated beats the rest
-    for states, pick in [(["initiated", "captured"], 1), (["declined", "initiated"], 1),
-                         (["reserved", "captured"], 1), (["captured", "reserved"], 0),
-                         (["initiated", "reserved"], 1), (["expired", "cancelled"], 0)]:  # fmt: skip
+    for states, pick in [
+        (["initiated", "captured"], 1),
+        (["declined", "initiated"], 1),
+        (["reserved", "captured"], 1),
+        (["captured", "reserved"], 0),
+        (["initiated", "reserved"], 1),
+        (["expired", "cancelled"], 0),
+    ]:
         found = {"payments": [body(s, pid=f"p-{i}") for i, s in enumerate(states)]}
         d = Driver(lambda req, now, found=found: ok(found) if req.operation == "lookup"
                    else TimedOut())  # fmt: skip
         flow = pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.NONE, capture=False,
                                            polling=PollSchedule(deadline=0.5)))  # fmt: skip
-        try:
+        with contextlib.suppress(PayflowError):
             d.run(flow)
-        except PayflowError:
-            pass
         assert d.saves[1].payment_id == f"p-{pick}", states
 
 
@@ -596,7 +612,7 @@ def test_a_409_conflict_message_and_code() -> None:
 def test_a_409_whose_lookup_fails_is_unknown() -> None:
     for lookup in ([error(404, "not_found")], [ok({"payments": [{}]})],
                    [error(503), error(503), error(503)]):  # fmt: skip
-        d = Driver([error(409, "duplicate")] + lookup)
+        d = Driver([error(409, "duplicate"), *lookup])
         with pytest.raises(OutcomeUnknown) as info:
             d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
         assert type(info.value) is OutcomeUnknown
@@ -851,7 +867,8 @@ def test_a_refused_refund() -> None:
     ("payment", "explained"),
     [(body("declined", amount=500), True), (body("initiated", amount=500), True),
      (body("captured", amount=500, refundedAmount=1), True),
-     (body("captured", amount=500), False), (body("reserved", amount=600, refundedAmount=100), False),
+     (body("captured", amount=500), False),
+     (body("reserved", amount=600, refundedAmount=100), False),
      (body("captured", amount=900, refundedAmount=100), False)],
 )  # fmt: skip
 def test_a_409_to_a_refund_stands_only_if_the_payment_cannot_be_refunded_that_much(
@@ -862,8 +879,15 @@ def test_a_409_to_a_refund_stands_only_if_the_payment_cannot_be_refunded_that_mu
         d.run(refund("p-1", 500, "rf-1", ctx(), key="rk", currency="EUR"))
     assert d.sent == [refund_req(500, "rf-1"), STATUS] and d.references() == {"rf-1"}
     cls = ConflictError if explained else OutcomeUnknown
-    assert refs(info.value) == err(cls, reference="rf-1", payment_id="p-1", key="rk",
-                                   correlation="c-1", status=409, code="refund_exceeds")  # fmt: skip
+    assert refs(info.value) == err(
+        cls,
+        reference="rf-1",
+        payment_id="p-1",
+        key="rk",
+        correlation="c-1",
+        status=409,
+        code="refund_exceeds",
+    )
     if explained:
         assert d.saves == [rrec()] and d.order == ["Save", "Call", "Call", "Forget"]
         left = payment["amount"] - payment.get("refundedAmount", 0)
@@ -875,7 +899,7 @@ def test_a_409_to_a_refund_stands_only_if_the_payment_cannot_be_refunded_that_mu
 
 def test_a_409_to_a_refund_whose_payment_cannot_be_read_is_kept() -> None:
     for read in ([error(404)], [ok({})], [TimedOut()] * 3):
-        d = Driver([Response(409, {})] + read)
+        d = Driver([Response(409, {}), *read])
         with pytest.raises(OutcomeUnknown) as info:
             d.run(refund("p-1", 500, "rf-1", ctx(), key="rk", currency="EUR"))
         assert type(info.value) is OutcomeUnknown and info.value.code is None
@@ -934,9 +958,14 @@ def test_recheck_polls_a_pending_payment_when_told_to() -> None:
                          else ok(body("initiated")), rec(payment_id="p-1"),
                          recover_pending="poll", polling=polling)  # fmt: skip
     assert (got.action, d.ops[-1]) == ("cancelled", "cancel") and d.journal == {}
-    d, got = run_recheck(lambda req, now: ok(body("cancelled", amount=3))
-                         if req.operation == "cancel" else ok(body("initiated")),
-                         rec(payment_id="p-1"), recover_pending="poll", polling=polling)  # fmt: skip
+    d, got = run_recheck(
+        lambda req, now: (
+            ok(body("cancelled", amount=3)) if req.operation == "cancel" else ok(body("initiated"))
+        ),
+        rec(payment_id="p-1"),
+        recover_pending="poll",
+        polling=polling,
+    )
     assert (got.action, got.state) == ("kept", "mismatch")
 
 
@@ -968,7 +997,9 @@ def test_recheck_refunds_what_is_left_with_a_key_derived_from_the_record() -> No
                          rec(payment_id="p-1"))  # fmt: skip
     assert got.refunded_amount == 1
     # Two payments found by lookup: each settled, the sum refunded.
-    found = {"payments": [body("captured"), body("reserved", pid="p-2"), body("declined", pid="p-3")]}
+    found = {
+        "payments": [body("captured"), body("reserved", pid="p-2"), body("declined", pid="p-3")]
+    }
     d, got = run_recheck([ok(found), ok(refunded(1000), 201), ok(refunded(1000, pid="p-2"), 201)],
                          rec(key_sent=False))  # fmt: skip
     assert got == RecheckResult("o-1", "pay", "refunded", "captured,reserved,declined",
@@ -1025,7 +1056,7 @@ def test_recheck_of_a_refused_replay_asks_the_orders_payments(status_code: int) 
 
 @pytest.mark.parametrize("status_code", [401, 403, 404, 410, 423])
 def test_recheck_keeps_a_record_whose_replay_is_refused_for_no_reason_of_its_own(
-    status_code: int
+    status_code: int,
 ) -> None:
     d, got = run_recheck([error(status_code)], rec())
     assert got == RecheckResult("o-1", "pay", "kept", "unknown", ())
@@ -1079,9 +1110,6 @@ def test_recheck_of_a_refund() -> None:
 
 # -- a call: retried, classified, given up ---------------------------------------------------
 
-from payflow.core import api  # noqa: E402
-from payflow.core.calls import call  # noqa: E402
-from payflow.core.policy import Done, GiveUp, RetryAfter, Verdict, classify  # noqa: E402
 
 KEYED = api.create_payment("o-1", 1000, "DKK", KEY)
 KEYLESS = api.create_payment("o-1", 1000, "DKK", None)
@@ -1153,11 +1181,11 @@ def test_a_call_paces_its_retries() -> None:
 
 def test_a_call_refunds_the_retry_budget_it_spent_on_success() -> None:
     budget = RetryBudget.aws_standard()
-    d, resp = run_call([TimedOut(), error(503), ok(body("initiated"), 201)], budget=budget)
+    _, resp = run_call([TimedOut(), error(503), ok(body("initiated"), 201)], budget=budget)
     assert budget.tokens == budget.max_tokens and resp.status == 201
     spent = RetryBudget.aws_standard()
     spent.tokens = 100.0
-    d, resp = run_call([TimedOut(), error(503), ok(body("initiated"), 201)], budget=spent)
+    _d, resp = run_call([TimedOut(), error(503), ok(body("initiated"), 201)], budget=spent)
     assert spent.tokens == 100.0
 
 
@@ -1171,8 +1199,9 @@ def test_classify_and_decide_on_the_edges() -> None:
 
     def decide(outcome: Any, attempt: int = 1, elapsed: float = 0.0, policy: RetryPolicy = pol,
                **kw: Any) -> Any:  # fmt: skip
-        return policy.decide(KEYED if "request" not in kw else kw.pop("request"), outcome,
-                             attempt=attempt, elapsed=elapsed, previous_delay=None, rng=rng, **kw)  # fmt: skip
+        request = kw.pop("request", KEYED)
+        return policy.decide(request, outcome, attempt=attempt, elapsed=elapsed,
+                             previous_delay=None, rng=rng, **kw)  # fmt: skip
 
     assert decide(Response(200)) == Done(Response(200), Verdict.SUCCESS)
     assert decide(Response(300)) == Done(Response(300), Verdict.REJECTED)
