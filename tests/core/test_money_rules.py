@@ -35,7 +35,7 @@ from payflow.core import (
     recheck,
     refund,
 )
-from payflow.core.calls import call
+from payflow.core.calls import PollingTimedOut, call, poll_until_settled
 from payflow.core.errors import (
     ConflictError,
     OutcomeUnknown,
@@ -1236,3 +1236,76 @@ def test_classify_and_decide_on_the_edges() -> None:
     assert decide(TimedOut(), attempt=2, policy=expo).delay == pytest.approx(0.2)
     naive = dataclasses.replace(pol, retry_unsafe=True)
     assert decide(TimedOut(), request=KEYLESS, policy=naive) == RetryAfter(0.5, "timeout")
+
+
+# -- polling ---------------------------------------------------------------------------------
+
+
+def run_poll(script: Any, first_ms: int | None = 100, **schedule: Any) -> tuple[Driver, Any]:
+    d = Driver(script)
+    sched = PollSchedule(**({"deadline": 60.0, "default_delay": 1.0} | schedule))
+    flow = poll_until_settled("p-1", ctx(), "o-1", first_ms, sched,
+                              expect=Expected("o-1", 1000, "DKK"))  # fmt: skip
+    try:
+        return d, d.run(flow)
+    except (PayflowError, PollingTimedOut) as exc:
+        return d, exc
+
+
+@pytest.mark.parametrize("code", [400, 401, 403, 404, 410, 422, 499])
+def test_a_poll_refused_for_what_it_is_stops_the_polling(code: int) -> None:
+    d, exc = run_poll([error(code, "nope")])
+    assert refs(exc) == err(RequestRejected, payment_id="p-1", key=None, correlation="c-1",
+                            status=code, code="nope")  # fmt: skip
+    assert exc.message == f"poll refused with HTTP {code}" and len(d.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "outcome", [error(408), error(409), error(429), error(500), error(503), TimedOut(), NotSent(),
+                ok({}), ok(body("refunded"))],
+)  # fmt: skip
+def test_a_poll_without_a_usable_answer_polls_again(outcome: Any) -> None:
+    d, got = run_poll([outcome, ok(body("declined"))])
+    assert got == view("declined") and d.sent == [STATUS, STATUS] and d.ops == ["poll", "poll"]
+
+
+def test_a_poll_answer_about_another_payment_is_a_mismatch() -> None:
+    for other in (body("reserved", pid="p-2"), body("reserved", amount=1)):
+        d, exc = run_poll([ok(other)])
+        assert type(exc) is ProviderMismatch and len(d.calls) == 1
+
+
+def test_polls_are_paced_by_the_answers_the_failures_and_retry_after() -> None:
+    d, got = run_poll([ok(body("initiated", pollDelayInMs=300)), ok(body("initiated")),
+                       ok(body("reserved"))])  # fmt: skip
+    assert d.sleeps == [0.1, 0.3, 0.3] and got.state == "reserved"
+    backoff = Backoff(Jitter.EXPONENTIAL, 0.5, 8.0)
+    d, got = run_poll([TimedOut(), TimedOut(), TimedOut(), ok(body("initiated")),
+                       TimedOut(), ok(body("reserved"))], backoff=backoff)  # fmt: skip
+    assert d.sleeps == [0.1, 0.5, 1.0, 2.0, 0.1, 0.5]
+    d, got = run_poll([TimedOut(), TimedOut(), ok(body("reserved"))], on_no_answer="last-delay")
+    assert d.sleeps == [0.1, 0.1, 0.1]
+    d, got = run_poll([error(429, **{"Retry-After": "2"}), ok(body("reserved"))])
+    assert d.sleeps == [0.1, 2.0]
+    d, got = run_poll([error(503, **{"Retry-After": "0"}), ok(body("reserved"))], first_ms=None,
+                      on_no_answer="last-delay", min_delay=0.0001)  # fmt: skip
+    assert d.sleeps == [1.0, 0.0001]
+    d, got = run_poll([error(503, **{"Retry-After": "1"}), ok(body("reserved"))], first_ms=1500)
+    assert d.sleeps == [1.5, 1.5]
+    d, exc = run_poll([error(429, **{"Retry-After": "999999"})], deadline=600.0)
+    assert isinstance(exc, PollingTimedOut) and len(d.calls) == 1
+    deco = Backoff(Jitter.DECORRELATED, 0.5, 8.0)
+    d, got = run_poll([TimedOut(), TimedOut(), TimedOut(), ok(body("reserved"))], backoff=deco)
+    r = random.Random(3)
+    a = deco.delay(0, None, r)
+    b = deco.delay(1, max(a, 0.1), r)
+    assert d.sleeps == [0.1, max(a, 0.1), max(b, 0.1)]
+
+
+def test_polling_never_starts_a_wait_past_its_deadline() -> None:
+    # From the fake clock's start (T0): waits of 0.5 s, each poll answered in 0.25 s.
+    d = Driver(lambda req, now: ok(body("initiated", pollDelayInMs=500)), latency=0.25)
+    sched = PollSchedule(deadline=2.25, default_delay=0.5)
+    with pytest.raises(PollingTimedOut):
+        d.run(poll_until_settled("p-1", ctx(), "o-1", 500, sched))
+    assert len(d.calls) == 3  # 0.75, 1.5, 2.25: a fourth wait would end at 2.75
