@@ -1297,9 +1297,10 @@ def test_polls_are_paced_by_the_answers_the_failures_and_retry_after() -> None:
     deco = Backoff(Jitter.DECORRELATED, 0.5, 8.0)
     d, got = run_poll([TimedOut(), TimedOut(), TimedOut(), ok(body("reserved"))], backoff=deco)
     r = random.Random(3)
-    a = deco.delay(0, None, r)
-    b = deco.delay(1, max(a, 0.1), r)
-    assert d.sleeps == [0.1, max(a, 0.1), max(b, 0.1)]
+    want = [0.1]
+    for n in range(3):  # decorrelated jitter grows from the previous wait
+        want.append(max(0.1, deco.delay(n, want[-1], r)))
+    assert d.sleeps == want
 
 
 def test_polling_never_starts_a_wait_past_its_deadline() -> None:
