@@ -48,7 +48,14 @@ from payflow.core.errors import (
     RequestRejected,
 )
 from payflow.core.events import StateChanged
-from payflow.core.flows import PaymentResult, capture, payment_key, refund_key, status
+from payflow.core.flows import (
+    PaymentResult,
+    capture,
+    find_payments,
+    payment_key,
+    refund_key,
+    status,
+)
 from payflow.core.keys import derived_key, new_key
 from payflow.core.messages import Effect, Response, Save, Sleep
 from payflow.core.policy import Done, GiveUp, RetryAfter, Verdict, classify
@@ -66,6 +73,9 @@ from .scripted import ScriptedDriver, error, ok
 
 KEY = "key-1"
 FAST = RetryPolicy(deadline=30.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
+GOLDEN_PAY = "445b6f68-bffa-4c1c-9047-b08fd49d546c"  # derived_key("pay", "o-1")
+GOLDEN_REFUND = "1b6857da-44a8-4bda-af46-086c5715028d"  # refund_key("p-1", "rf-1")
+GOLDEN_NEW = "5bc8fbbc-bde5-4099-8164-d8399f767c45"  # new_key(random.Random(5))
 T0 = 100.0  # the fake clock's start: a flow must measure time from it, not from 0
 
 
@@ -680,10 +690,31 @@ def test_a_capture_is_sent_for_the_amount_and_checked() -> None:
     d = Driver([ok(body("reserved"), 201), error(409), ok(body("reserved"))])
     assert d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY)).state == "reserved"
     assert d.journal == {}
-    # A status read after the capture naming another amount is a mismatch, kept.
-    d = Driver([ok(body("reserved"), 201), TimedOut(), ok(body("captured", amount=5))])
-    with pytest.raises(ProviderMismatch):
+    # A status read after the capture naming another order, amount or currency: kept.
+    for other in (body("captured", amount=5), body("captured", orderId="o-2"),
+                  body("captured", currency="EUR"), body("captured", pid="p-2")):  # fmt: skip
+        d = Driver([ok(body("reserved"), 201), error(409), ok(other)])
+        with pytest.raises(ProviderMismatch):
+            d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+        assert d.saves[-1] == rec(payment_id="p-1", state="recheck")
+        assert d.sent == [CREATE, CAPTURE, STATUS] and d.references() == {"o-1"}
+    # The capture reply naming another order or currency is a mismatch too.
+    for other in (body("captured", orderId="o-2"), body("captured", currency="EUR")):
+        d = Driver([ok(body("reserved"), 201), ok(other)])
+        with pytest.raises(ProviderMismatch):
+            d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    # A capture or cancel is safe to repeat: a timed-out one is sent again.
+    d = Driver([ok(body("reserved"), 201), TimedOut(), ok(body("captured"))])
+    assert d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY)).state == "captured"
+    assert d.sent == [CREATE, CAPTURE, CAPTURE]
+    d = Driver([TimedOut(), ok(body("cancelled"))])
+    assert d.run(cancel("p-1", ctx(), "o-1")).state == "cancelled" and d.sent == [CANCEL] * 2
+    # A reply describing an impossible change is not understood, and kept.
+    d = Driver([ok(body("reserved"), 201), error(409), ok(body("initiated"))])
+    with pytest.raises(ReplyNotUnderstood) as info:
         d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+    assert refs(info.value) == err(ReplyNotUnderstood, payment_id="p-1", key=None)
+    assert "impossible change" in info.value.message
     assert d.saves[-1] == rec(payment_id="p-1", state="recheck")
 
 
@@ -754,6 +785,32 @@ def test_cancel_believes_only_a_confirmed_cancel_of_this_payment() -> None:
     with pytest.raises(OutcomeUnknown) as info:
         d.run(cancel("p-1", ctx()))
     assert info.value.reference is None
+    d = Driver([error(409), error(404)])
+    with pytest.raises(OutcomeUnknown):
+        d.run(cancel("p-1", ctx(), "o-1"))
+    assert d.references() == {"o-1"}
+    d = Driver([error(409), error(404, "gone")])
+    with pytest.raises(RequestRejected) as info2:
+        d.run(capture("p-1", 1000, ctx(), "o-1"))
+    assert refs(info2.value) == err(RequestRejected, payment_id="p-1", key=None,
+                                    correlation="c-1", status=404, code="gone")  # fmt: skip
+    assert d.references() == {"o-1"}
+    d = Driver([ok(body("reserved", pid="p-2"))])
+    with pytest.raises(ProviderMismatch):
+        d.run(status("p-1", ctx(), "o-1"))
+    d = Driver([error(404, "nope")])
+    with pytest.raises(RequestRejected) as info2:
+        d.run(find_payments("o-1", ctx()))
+    assert refs(info2.value) == err(RequestRejected, key=None, correlation="c-1", status=404,
+                                    code="nope")  # fmt: skip
+    assert info2.value.message == "lookup refused with HTTP 404: nope"
+    for reply, msg in [(Response(400, {"message": 5}), "create refused with HTTP 400"),
+                       (Response(400, {"message": "m" * 300}),
+                        "create refused with HTTP 400: " + "m" * 200)]:  # fmt: skip
+        d = Driver([reply])
+        with pytest.raises(RequestRejected) as info2:
+            d.run(pay("o-1", 1000, "DKK", ctx(), key=KEY))
+        assert info2.value.message == msg
 
 
 def test_polling_gives_up_by_cancelling_then_keeps_what_is_not_confirmed() -> None:
@@ -765,12 +822,19 @@ def test_polling_gives_up_by_cancelling_then_keeps_what_is_not_confirmed() -> No
         d.run(pay("o-1", 1000, "DKK", ctx(polling=polling), key=KEY))
     assert d.ops[-1] == "cancel" and d.sent[-1] == CANCEL and d.journal == {}
     assert d.references() == {"o-1"}
-    # The cancel reply names another amount: a mismatch, kept.
-    d = Driver(lambda req, now: ok(body("cancelled", amount=5)) if req.operation == "cancel"
-               else ok(body("initiated"), 201 if req.operation == "create" else 200))  # fmt: skip
-    with pytest.raises(ProviderMismatch):
-        d.run(pay("o-1", 1000, "DKK", ctx(polling=polling), key=KEY))
-    assert d.saves[-1] == rec(payment_id="p-1", state="recheck")
+    # The cancel reply names another order, amount or currency: a mismatch, kept.
+    for other in (body("cancelled", amount=5), body("cancelled", orderId="o-2"),
+                  body("cancelled", currency="EUR")):  # fmt: skip
+
+        def provider(req: Request, now: float, other: Any = other) -> Any:
+            if req.operation == "cancel":
+                return ok(other)
+            return ok(body("initiated"), 201 if req.operation == "create" else 200)
+
+        d = Driver(provider)
+        with pytest.raises(ProviderMismatch):
+            d.run(pay("o-1", 1000, "DKK", ctx(polling=polling), key=KEY))
+        assert d.saves[-1] == rec(payment_id="p-1", state="recheck")
     # Cancel unanswered and the read fails: unknown, kept.
     d = Driver(lambda req, now: TimedOut() if req.operation in ("cancel", "status")
                else ok(body("initiated"), 201 if req.operation == "create" else 200))  # fmt: skip
@@ -890,6 +954,7 @@ def test_a_409_to_a_refund_stands_only_if_the_payment_cannot_be_refunded_that_mu
     )
     if explained:
         assert d.saves == [rrec()] and d.order == ["Save", "Call", "Call", "Forget"]
+        assert d.journal == {}
         left = payment["amount"] - payment.get("refundedAmount", 0)
         assert f"({payment['state']}, {left} left to refund)" in info.value.message
     else:
@@ -937,9 +1002,10 @@ def test_recheck_checks_the_payment_against_the_record() -> None:
         assert got == RecheckResult("o-1", "pay", "kept", "mismatch", ("p-1",))
         assert d.journal == {KEY: rec(payment_id="p-1", state="recheck")} and d.sent == [STATUS]
     # The cancel reply is checked against the payment found.
-    d, got = run_recheck([ok(body("initiated")), ok(body("cancelled", amount=5))],
-                         rec(payment_id="p-1"))  # fmt: skip
-    assert (got.action, got.state) == ("kept", "mismatch")
+    for other in (body("cancelled", amount=5), body("cancelled", orderId="o-2"),
+                  body("cancelled", currency="EUR")):  # fmt: skip
+        d, got = run_recheck([ok(body("initiated")), ok(other)], rec(payment_id="p-1"))
+        assert (got.action, got.state) == ("kept", "mismatch")
 
 
 def test_recheck_polls_a_pending_payment_when_told_to() -> None:
@@ -958,6 +1024,7 @@ def test_recheck_polls_a_pending_payment_when_told_to() -> None:
                          else ok(body("initiated")), rec(payment_id="p-1"),
                          recover_pending="poll", polling=polling)  # fmt: skip
     assert (got.action, d.ops[-1]) == ("cancelled", "cancel") and d.journal == {}
+    assert d.references() == {"o-1"}
     d, got = run_recheck(
         lambda req, now: (
             ok(body("cancelled", amount=3)) if req.operation == "cancel" else ok(body("initiated"))
@@ -1017,10 +1084,16 @@ def test_recheck_reports_money_taken_and_keeps_it() -> None:
     d, got = run_recheck([ok(body("reserved"), 201), ok(body("captured"))], rec(),
                          refund_unclaimed=False)  # fmt: skip
     assert (got.action, d.sent) == ("reported", [CREATE, CAPTURE])
-    # A capture reply naming another amount: a mismatch, kept.
-    d, got = run_recheck([ok(body("reserved")), ok(body("captured", amount=4))],
-                         rec(payment_id="p-1"), refund_unclaimed=False)  # fmt: skip
-    assert (got.action, got.state) == ("kept", "mismatch")
+    # A capture reply naming another order, amount or currency: a mismatch, kept.
+    for other in (body("captured", amount=4), body("captured", orderId="o-2"),
+                  body("captured", currency="EUR")):  # fmt: skip
+        d, got = run_recheck([ok(body("reserved")), ok(other)], rec(payment_id="p-1"),
+                             refund_unclaimed=False)  # fmt: skip
+        assert (got.action, got.state) == ("kept", "mismatch") and d.references() == {"o-1"}
+    # Every payment found is settled, not only the first reported.
+    found = {"payments": [body("captured"), body("declined", pid="p-2")]}
+    d, got = run_recheck([ok(found)], rec(key_sent=False), refund_unclaimed=False)
+    assert got == RecheckResult("o-1", "pay", "reported", "captured,declined", ("p-1", "p-2"), 0)
     # A capture not confirmed: kept, naming the payment.
     d, got = run_recheck([ok(body("reserved")), error(409), ok(body("reserved"))],
                          rec(payment_id="p-1"), refund_unclaimed=False)  # fmt: skip
@@ -1310,3 +1383,35 @@ def test_polling_never_starts_a_wait_past_its_deadline() -> None:
     with pytest.raises(PollingTimedOut):
         d.run(poll_until_settled("p-1", ctx(), "o-1", 500, sched))
     assert len(d.calls) == 3  # 0.75, 1.5, 2.25: a fourth wait would end at 2.75
+
+
+def test_keys_are_stable_across_releases() -> None:
+    """A per-order or refund key that changed between versions would let a repeat
+    after an upgrade pay or refund twice: the derivation is pinned."""
+    assert derived_key("pay", "o-1") == GOLDEN_PAY
+    assert refund_key("p-1", "rf-1") == GOLDEN_REFUND
+    assert new_key(random.Random(5)) == GOLDEN_NEW
+
+
+def test_a_resend_is_one_attempt_paced_by_the_operation() -> None:
+    two = RetryPolicy(max_attempts=2, deadline=60.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
+    d = Driver(lambda req, now: TimedOut())
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx(retry=two), key=KEY))
+    assert d.sent == [CREATE] * 6 and d.sleeps == [0.1, 1.0, 1.0, 1.0]
+
+
+def test_each_call_gets_the_timeout_of_its_kind() -> None:
+    from payflow.core.policy import Timeouts
+
+    t = dataclasses.replace(FAST, timeouts=Timeouts(write=2.0, read=0.4, poll=0.3))
+    d = Driver([ok(body("initiated"), 201), ok(body("reserved")), error(409), ok(body("captured"))])
+    d.run(pay("o-1", 1000, "DKK", ctx(retry=t), key=KEY))
+    assert [c[2] for c in d.calls] == [2.0, 0.3, 2.0, 0.4]
+    d = Driver([TimedOut(), ok({"payments": [body("captured")]})])
+    d.run(pay("o-1", 1000, "DKK", ctx(retry=t, key_scope=KeyScope.NONE)))
+    assert [c[2] for c in d.calls] == [2.0, 0.4]
+    d = Driver([ok(refunded(500, "rf-1"), 201), ok(body("cancelled"))])
+    d.run(refund("p-1", 500, "rf-1", ctx(retry=t)))
+    d.run(cancel("p-1", ctx(retry=t)))
+    assert [c[2] for c in d.calls] == [2.0, 2.0]
