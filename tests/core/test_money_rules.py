@@ -1383,6 +1383,11 @@ def test_polling_never_starts_a_wait_past_its_deadline() -> None:
     with pytest.raises(PollingTimedOut):
         d.run(poll_until_settled("p-1", ctx(), "o-1", 500, sched))
     assert len(d.calls) == 3  # 0.75, 1.5, 2.25: a fourth wait would end at 2.75
+    # A wait ending exactly at the deadline is still made.
+    d = Driver(lambda req, now: ok(body("initiated", pollDelayInMs=500)), latency=0.25)
+    with pytest.raises(PollingTimedOut):
+        d.run(poll_until_settled("p-1", ctx(), "o-1", 500, PollSchedule(deadline=2.0)))
+    assert len(d.calls) == 3  # the third wait ends at 2.0
 
 
 def test_keys_are_stable_across_releases() -> None:
