@@ -180,3 +180,49 @@ def test_a_lease_ending_now_is_claimable_oldest_first(
         journal.save(record(key), other, 10.0)
     claimed = journal.claim(owner_id("me"), 100.0, now=10.0)
     assert [r.idempotency_key for r in claimed] == ["z", "y", "x"]
+
+
+def test_a_failing_database_is_a_journal_error_naming_the_action(tmp_path: Path) -> None:
+    """A save that fails must stop the flow as a JournalError (nothing is sent)."""
+    j = SqliteJournal(tmp_path / "j.db")
+    j.save(record("a"))
+    [entry] = j.entries()
+    j._db.close()
+    path = str(tmp_path / "j.db")
+    for action, words in [
+        (lambda: j.save(record("b")), "cannot save a record"),
+        (lambda: j.begin(record("b")), "cannot save a record"),
+        (lambda: j.forget("a"), "cannot forget a record"),
+        (lambda: j.forget_unchanged(entry), "cannot forget a record"),
+        (j.entries, "cannot read"),
+        (lambda: j.claim(owner_id("me"), 1.0), "cannot claim records"),
+        (lambda: j.release(["a"], owner_id("me")), "cannot release records"),
+    ]:
+        with pytest.raises(JournalError) as info:
+            action()
+        assert info.value.path == path and words in str(info.value)
+        assert "Cannot operate on a closed database" in str(info.value)
+
+
+def test_a_failure_inside_a_transaction_rolls_it_back(tmp_path: Path) -> None:
+    import sqlite3
+
+    j = SqliteJournal(tmp_path / "j.db")
+    real = j._db
+
+    class Failing:
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if sql.lstrip().startswith(("SELECT", "UPDATE")):
+                raise sqlite3.OperationalError("disk I/O error")
+            return real.execute(sql, *args)
+
+    j.save(record("a"), owner_id("other"), 1.0)
+    j._db = Failing()  # type: ignore[assignment]
+    with pytest.raises(JournalError, match="cannot save a record"):
+        j.begin(record("b"))
+    with pytest.raises(JournalError, match="cannot claim records"):
+        j.claim(owner_id("me"), 100.0, now=10.0)
+    assert not real.in_transaction  # rolled back: the journal is usable again
+    j._db = real
+    j.save(record("c"))
+    assert [r.idempotency_key for r in j.pending()] == ["a", "c"]
