@@ -233,8 +233,9 @@ def pay(
     yield Save(record, first=True)  # durable before the first send
     refs: dict[str, Any] = {"reference": order_id, "idempotency_key": sent_key}
     request = api.create_payment(order_id, amount, currency, sent_key, pos_id)
+    expect = Expected(order_id, amount, currency)  # what the caller asked, not the request
     try:
-        view = yield from _create(request, ctx, now, refs)
+        view = yield from _create(request, expect, ctx, now, refs)
     except (ProviderUnavailable, ConflictError, RequestRejected):
         yield Forget(journal_key)  # nothing reached the provider, or it held nothing
         raise
@@ -266,12 +267,11 @@ def pay(
 
 
 def _create(
-    request: Request, ctx: Context, started: float, refs: dict[str, Any]
+    request: Request, expect: Expected, ctx: Context, started: float, refs: dict[str, Any]
 ) -> Flow[PaymentStatus]:
-    """Send the create; return the payment it made, checked against the request."""
+    """Send the create; return the payment it made, checked against ``expect`` (the
+    order, amount and currency the caller asked for)."""
     order_id = refs["reference"]
-    body = request.body or {}
-    expect = Expected(order_id, body.get("amount"), body.get("currency"))
     sent = [0]
     try:
         resp = yield from call(request, ctx, order_id, sent=sent)

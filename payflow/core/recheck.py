@@ -224,5 +224,5 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
     else:
         yield Forget(record.idempotency_key)
         action = next((a for a in ("refunded", "cancelled") if a in actions), "forgotten")
-    state = states[0] if len(states) == 1 else ",".join(states) or "none"
+    state = ",".join(states) or "none"
     return RecheckResult(record.reference, "pay", action, state, tuple(touched), refunded)

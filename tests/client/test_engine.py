@@ -16,7 +16,7 @@ from payflow._driver import Engine, Run
 from payflow.core import NotSent, PendingRecord, Policy, TimedOut
 from payflow.core.messages import Forget, Save
 from payflow.errors import PaymentInProgress
-from payflow.journal import MemoryJournal, SqliteJournal
+from payflow.journal import MemoryJournal, SqliteJournal, leased_elsewhere
 
 TOKEN = "s3cret-T0ken_value"
 
@@ -127,3 +127,97 @@ def test_saves_and_forgets_reach_the_journal_with_a_lease(tmp_path: Path) -> Non
     assert entry.owner == eng.owner and entry.lease_until > 0 and run.saved == {"k-1"}
     eng.perform(Forget("k-1"), run)
     assert journal.pending() == [] and run.saved == set()
+
+
+def test_a_failure_names_its_cause() -> None:
+    assert Engine.failure(httpx.ConnectError("refused")) == NotSent("ConnectError")
+    assert Engine.failure(httpx.ReadTimeout("slow")) == TimedOut("ReadTimeout")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_first_save_is_owned_and_leased(kind: str, tmp_path: Path) -> None:
+    import time
+
+    journal = MemoryJournal() if kind == "memory" else SqliteJournal(tmp_path / "j.db")
+    eng = engine(journal)
+    eng.perform(Save(record("o-1", "k-1"), first=True), Run())
+    eng.perform(Save(record("o-2", "k-2")), Run())
+    for entry in journal.entries():
+        assert entry.owner == eng.owner
+        assert time.time() + 50 < entry.lease_until <= time.time() + 60
+
+
+def test_a_refusal_names_a_payment_of_ours_in_progress_even_past_its_lease() -> None:
+    journal = MemoryJournal()
+    eng = engine(journal)
+    journal.save(record("o-1", "k-1"), eng.owner, 1.0)  # ours, lease run out
+    with pytest.raises(PaymentInProgress, match="in progress"):
+        eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+
+
+def test_a_refusal_asks_the_journal_whether_the_owner_lives() -> None:
+    journal = MemoryJournal(alive=lambda owner: False)
+    eng = engine(journal)
+    journal.save(record("o-1", "k-1"), "elsewhere:1:x", 1e12)  # leased by a dead owner
+    with pytest.raises(PaymentInProgress, match="stopped process") as info:
+        eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+    assert info.value.payment_id is None
+
+
+def test_a_refusal_names_a_paid_payment_left_for_acknowledge() -> None:
+    journal = MemoryJournal()
+    eng = engine(journal)
+    journal.save(record("o-1", "k-1", payment_id="p-1"))  # nobody's: a stopped process's
+    with pytest.raises(PaymentInProgress, match="awaits acknowledge") as info:
+        eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+    assert info.value.payment_id == "p-1"
+
+
+class DuckJournal:
+    """A journal with only the required methods: no ``begin``, no ``alive``."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryJournal()
+        self.save = self.inner.save
+        self.forget = self.inner.forget
+        self.pending = self.inner.pending
+        self.claim = self.inner.claim
+        self.release = self.inner.release
+        self.close = self.inner.close
+
+
+def test_a_journal_without_begin_is_saved_to_without_the_guard() -> None:
+    duck = DuckJournal()
+    eng = engine(duck)
+    eng.perform(Save(record("o-1", "k-1"), first=True), Run())
+    eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+    assert [r.idempotency_key for r in duck.pending()] == ["k-1", "k-2"]
+
+
+def test_a_refusal_falls_back_to_the_process_table_without_alive() -> None:
+    from payflow._driver import _in_progress
+    from payflow.journal import JournalEntry
+
+    entry = JournalEntry(record("o-1", "k-1"), "other-host:1:x", 1e12, 1.0)
+    refusal = _in_progress(record("o-1", "k-2"), entry, "me", DuckJournal())
+    assert "in progress" in str(refusal)  # another host's owner counts as alive
+
+
+@pytest.mark.parametrize(
+    ("owner", "lease", "alive", "leased"),
+    [(None, 1e12, True, False), ("me", 1e12, True, False), ("other", 1e12, True, True),
+     ("other", 10.0, True, False), ("other", 10.5, True, True), ("other", 1e12, False, False)],
+)  # fmt: skip
+def test_leased_elsewhere(owner: str | None, lease: float, alive: bool, leased: bool) -> None:
+    from payflow.journal import JournalEntry
+
+    seen: list[str] = []
+
+    def is_alive(o: str) -> bool:
+        seen.append(o)
+        return alive
+
+    entry = JournalEntry(record("o-1", "k-1"), owner, lease, 1.0)
+    assert leased_elsewhere(entry, "me", now=10.0, alive=is_alive) is leased
+    assert seen in ([], [owner])
+    assert leased_elsewhere(entry, "me", alive=is_alive) is (leased and lease > 1e11)

@@ -130,3 +130,99 @@ def test_bad_paths_name_the_path(tmp_path: Path) -> None:
         SqliteJournal(other)
     with pytest.raises(ValueError, match="synchronous"):
         SqliteJournal(tmp_path / "x.db", synchronous="SOMETIMES")
+
+
+def test_begin_refuses_a_second_payment_of_an_order(journal: MemoryJournal | SqliteJournal) -> None:
+    me = owner_id("me")
+    assert journal.begin(record("a", reference="o-1"), me, 50.0) is None
+    journal.save(record("r", operation="refund", reference="o-2"))
+    assert journal.begin(record("b", reference="o-2"), me, 60.0) is None  # a refund is no payment
+    assert journal.begin(record("c", reference="o-10"), None, 0.0) is None  # another order
+    in_the_way = journal.begin(record("d", reference="o-1"), me, 70.0)
+    assert in_the_way is not None and in_the_way.record == record("a", reference="o-1")
+    assert (in_the_way.owner, in_the_way.lease_until) == (me, 50.0)
+    entries = journal.entries()
+    assert [(e.record.idempotency_key, e.owner, e.lease_until) for e in entries] == [
+        ("a", me, 50.0), ("r", None, 0.0), ("b", me, 60.0), ("c", None, 0.0),
+    ]  # fmt: skip
+    assert [e.saved_at for e in entries] == sorted(e.saved_at for e in entries)
+    assert len({e.saved_at for e in entries}) == 4
+
+
+def test_save_keeps_the_first_save_time_and_takes_the_new_owner(
+    journal: MemoryJournal | SqliteJournal,
+) -> None:
+    me, other = owner_id("me"), owner_id("other")
+    journal.save(record("a"), me, 10.0)
+    journal.save(record("b"), me, 10.0)
+    journal.save(record("a", "recheck"), other, 20.0)
+    entries = journal.entries()
+    got = [(e.record.idempotency_key, e.record.state, e.owner, e.lease_until) for e in entries]
+    assert got == [
+        ("a", "recheck", other, 20.0), ("b", "pending", me, 10.0),
+    ]  # fmt: skip
+
+
+def test_release_ends_only_the_owners_lease(journal: MemoryJournal | SqliteJournal) -> None:
+    me, other = owner_id("me"), owner_id("other")
+    journal.save(record("a"), me, 1e12)
+    journal.save(record("b"), other, 1e12)
+    journal.release(["a", "b", "missing"], me)
+    got = {e.record.idempotency_key: (e.owner, e.lease_until) for e in journal.entries()}
+    assert got == {"a": (me, 0.0), "b": (other, 1e12)}
+
+
+def test_a_lease_ending_now_is_claimable_oldest_first(
+    journal: MemoryJournal | SqliteJournal,
+) -> None:
+    other = owner_id("other")
+    for key in ("z", "y", "x"):
+        journal.save(record(key), other, 10.0)
+    claimed = journal.claim(owner_id("me"), 100.0, now=10.0)
+    assert [r.idempotency_key for r in claimed] == ["z", "y", "x"]
+
+
+def test_a_failing_database_is_a_journal_error_naming_the_action(tmp_path: Path) -> None:
+    """A save that fails must stop the flow as a JournalError (nothing is sent)."""
+    j = SqliteJournal(tmp_path / "j.db")
+    j.save(record("a"))
+    [entry] = j.entries()
+    j._db.close()
+    path = str(tmp_path / "j.db")
+    for action, words in [
+        (lambda: j.save(record("b")), "cannot save a record"),
+        (lambda: j.begin(record("b")), "cannot save a record"),
+        (lambda: j.forget("a"), "cannot forget a record"),
+        (lambda: j.forget_unchanged(entry), "cannot forget a record"),
+        (j.entries, "cannot read"),
+        (lambda: j.claim(owner_id("me"), 1.0), "cannot claim records"),
+        (lambda: j.release(["a"], owner_id("me")), "cannot release records"),
+    ]:
+        with pytest.raises(JournalError) as info:
+            action()
+        assert info.value.path == path and words in str(info.value)
+        assert "Cannot operate on a closed database" in str(info.value)
+
+
+def test_a_failure_inside_a_transaction_rolls_it_back(tmp_path: Path) -> None:
+    import sqlite3
+
+    j = SqliteJournal(tmp_path / "j.db")
+    real = j._db
+
+    class Failing:
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+            if sql.lstrip().startswith(("SELECT", "UPDATE")):
+                raise sqlite3.OperationalError("disk I/O error")
+            return real.execute(sql, *args)
+
+    j.save(record("a"), owner_id("other"), 1.0)
+    j._db = Failing()  # type: ignore[assignment]
+    with pytest.raises(JournalError, match="cannot save a record"):
+        j.begin(record("b"))
+    with pytest.raises(JournalError, match="cannot claim records"):
+        j.claim(owner_id("me"), 100.0, now=10.0)
+    assert not real.in_transaction  # rolled back: the journal is usable again
+    j._db = real
+    j.save(record("c"))
+    assert [r.idempotency_key for r in j.pending()] == ["a", "c"]
