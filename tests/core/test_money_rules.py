@@ -1383,11 +1383,12 @@ def test_polling_never_starts_a_wait_past_its_deadline() -> None:
     with pytest.raises(PollingTimedOut):
         d.run(poll_until_settled("p-1", ctx(), "o-1", 500, sched))
     assert len(d.calls) == 3  # 0.75, 1.5, 2.25: a fourth wait would end at 2.75
-    # A wait ending exactly at the deadline is still made.
+    # A wait that would leave no time for its poll is not made: no poll outlives the deadline.
     d = Driver(lambda req, now: ok(body("initiated", pollDelayInMs=500)), latency=0.25)
     with pytest.raises(PollingTimedOut):
         d.run(poll_until_settled("p-1", ctx(), "o-1", 500, PollSchedule(deadline=2.0)))
-    assert len(d.calls) == 3  # the third wait ends at 2.0
+    assert len(d.calls) == 2  # the third wait would end at 2.0, with no time left to poll
+    assert all(at + timeout <= 2.0 for at, _, timeout in d.calls)
 
 
 def test_keys_are_stable_across_releases() -> None:
