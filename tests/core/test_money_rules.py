@@ -1388,7 +1388,8 @@ def test_polling_never_starts_a_wait_past_its_deadline() -> None:
     with pytest.raises(PollingTimedOut):
         d.run(poll_until_settled("p-1", ctx(), "o-1", 500, PollSchedule(deadline=2.0)))
     assert len(d.calls) == 2  # the third wait would end at 2.0, with no time left to poll
-    assert all(at + timeout <= 2.0 for at, _, timeout in d.calls)
+    t0 = d.calls[0][0] - 0.5  # polling started one wait before the first poll
+    assert all(at + timeout <= t0 + 2.0 for at, _, timeout in d.calls)
 
 
 def test_keys_are_stable_across_releases() -> None:
