@@ -440,7 +440,7 @@ def strategy_bars(
     ax.set_xlim(0, top * 1.35)
     for yi, v, e in zip(y, values, ends, strict=True):
         if np.isfinite(v):
-            ax.text(e + top * 0.02, yi, fmt.format(v), va="center", fontsize=9)
+            ax.text(float(e + top * 0.02), float(yi), fmt.format(v), va="center", fontsize=9)
     ax.set_yticks(y, list(order))
     ax.invert_yaxis()  # the first (cheapest) strategy on top, as in the tables
     ax.set_xlabel(xlabel)

@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from payflow.provider.faults import FaultProfile
-from payflow.sim.scenarios import Scenario, load_profile
+from payflow.provider.faults import FaultProfile, load_profile
+from payflow.sim.scenarios import Scenario
 
 __all__ = ["ASSUMPTIONS", "LatencyScaled", "ranking_holds", "sensitivity", "vary"]
 
@@ -45,7 +45,8 @@ def vary(scenario: Any, assumption: str, value: float) -> Any:
         return LatencyScaled(**fields, latency_x=float(value))
     if assumption == "click_again":
         value = min(value, 1.0 - sc.customers.reload)
-    return replace(sc, customers=replace(sc.customers, **{assumption: value}))
+    change: dict[str, Any] = {assumption: value}
+    return replace(sc, customers=replace(sc.customers, **change))
 
 
 @dataclass(frozen=True, slots=True)
