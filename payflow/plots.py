@@ -16,6 +16,8 @@ from matplotlib.axes import Axes
 
 __all__ = [
     "LABELS",
+    "heatmap",
+    "hhmm_axis",
     "jitter_comparison",
     "lines_by_group",
     "metric_by_strategy",
@@ -24,6 +26,8 @@ __all__ = [
     "rate_grid",
     "sim_vs_real",
     "stacked_counts",
+    "strategy_bars",
+    "text_colour",
     "time_series",
 ]
 
@@ -340,4 +344,118 @@ def stacked_counts(
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.tick_params(axis="x", labelrotation=20)
+    return ax
+
+
+def text_colour(rgba: Sequence[float]) -> str:
+    """Black or white text, whichever reads on a cell of colour ``rgba`` (luminance)."""
+    r, g, b = (float(c) for c in rgba[:3])
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5 else "black"
+
+
+def heatmap(
+    grid: pd.DataFrame,
+    ax: Axes | None = None,
+    *,
+    vmax: float | None = None,
+    cmap: str = "Reds",
+    fmt: str = "{:.1f}",
+    label: str = "",
+    title: str = "",
+) -> Axes:
+    """A grid (rows x columns) of values, each cell labelled in a colour that reads on it.
+
+    Pass one ``vmax`` to every heatmap of a metric family so they share a scale."""
+    import matplotlib as mpl
+    import numpy as np
+
+    ax = _axes(ax, (8.0, 4.5))
+    values = grid.to_numpy(dtype=float)
+    top = vmax if vmax is not None else float(np.nanmax(values)) if values.size else 1.0
+    norm = mpl.colors.Normalize(vmin=0, vmax=top or 1.0)
+    colormap = mpl.colormaps[cmap]
+    image = ax.imshow(values, cmap=colormap, norm=norm, aspect="auto")
+    ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns], rotation=25, ha="right")
+    ax.set_yticks(range(grid.shape[0]), [str(i) for i in grid.index])
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            if v != v:
+                continue
+            ax.text(
+                j,
+                i,
+                fmt.format(v),
+                ha="center",
+                va="center",
+                fontsize=9,
+                color=text_colour(colormap(norm(v))),
+            )
+    ax.figure.colorbar(image, ax=ax, label=label)
+    ax.set_title(title)
+    return ax
+
+
+def strategy_bars(
+    rows: pd.DataFrame,
+    column: str,
+    ax: Axes | None = None,
+    *,
+    order: Sequence[str],
+    xmax: float | None = None,
+    scale: float = 1.0,
+    fmt: str = "{:.1f}",
+    xlabel: str = "",
+    title: str = "",
+    colour: str = "#c0392b",
+) -> Axes:
+    """Horizontal bars, one per strategy in ``order`` (top first), each labelled past the
+    end of its bar and interval (``<column>_low`` / ``_high`` when present)."""
+    import numpy as np
+
+    ax = _axes(ax, (5.0, 0.4 * len(order) + 1.0))
+    data = rows.set_index("strategy").reindex(list(order))
+    values = data[column].to_numpy(dtype=float) * scale
+    y = np.arange(len(order))
+    low_col, high_col = f"{column}_low", f"{column}_high"
+    ends = values.copy()
+    if low_col in data and high_col in data:
+        low = data[low_col].to_numpy(dtype=float) * scale
+        high = data[high_col].to_numpy(dtype=float) * scale
+        ok = np.isfinite(low) & np.isfinite(high)
+        err = np.vstack([np.where(ok, values - low, 0), np.where(ok, high - values, 0)])
+        ax.barh(
+            y,
+            values,
+            color=colour,
+            xerr=np.clip(err, 0, None),
+            capsize=2,
+            error_kw={"elinewidth": 0.8, "ecolor": "#444"},
+        )
+        ends = np.where(ok, np.maximum(high, values), values)
+    else:
+        ax.barh(y, values, color=colour)
+    top = xmax if xmax is not None else float(np.nanmax(ends)) if len(ends) else 1.0
+    top = top if top and np.isfinite(top) else 1.0
+    ax.set_xlim(0, top * 1.35)
+    for yi, v, e in zip(y, values, ends, strict=True):
+        if np.isfinite(v):
+            ax.text(float(e + top * 0.02), float(yi), fmt.format(v), va="center", fontsize=9)
+    ax.set_yticks(y, list(order))
+    ax.invert_yaxis()  # the first (cheapest) strategy on top, as in the tables
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def hhmm_axis(ax: Axes, axis: str = "x") -> Axes:
+    """Label an axis in seconds since midnight as ``HH:MM``, every three hours."""
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(MultipleLocator(3 * 3600))
+    target.set_major_formatter(
+        FuncFormatter(lambda v, _: f"{int(v // 3600):02d}:{int(v % 3600 // 60):02d}")
+    )
     return ax

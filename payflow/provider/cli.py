@@ -64,6 +64,17 @@ def _seconds(value: str) -> float:
     return number
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _serve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     from payflow.provider.faults import load_profile
     from payflow.provider.serve import serve
@@ -75,8 +86,23 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         clients.update(parse_clients(raw_env.split(","), CLIENTS_ENV))
     for client_id, token in parse_clients(args.client or []).items():
         clients[client_id] = token
+    if not clients and _loopback(args.host):
+        # As Jupyter prints its token: a loopback server with no clients gets a demo one.
+        import secrets
+
+        token = secrets.token_urlsafe(18)
+        clients["demo"] = token
+        print(
+            "no --client given: this loopback server accepts a demo client\n"
+            f"    client id: demo\n    token:     {token}\n"
+            f"    e.g. payflow.PaymentClient('http://{args.host}:{args.port}', 'demo', '{token}')",
+            flush=True,
+        )
     if not clients:
-        raise ValueError(f"--client: give at least one CLIENT_ID:TOKEN (or set {CLIENTS_ENV})")
+        raise ValueError(
+            f"--client: give at least one CLIENT_ID:TOKEN (or set {CLIENTS_ENV}); only a "
+            "loopback --host gets a demo client"
+        )
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port: {args.port} is not a TCP port")
     faults = load_profile(args.faults) if args.faults else None

@@ -67,7 +67,16 @@ import pandas as pd
 
 from payflow.sim.model import Day, Order
 
-__all__ = ["ORDER_COLUMNS", "order_frame", "summarize", "trace_frame"]
+__all__ = ["HARM_FLAGS", "ORDER_COLUMNS", "order_frame", "summarize", "trace_frame"]
+
+#: The per-order flags that count as harm to a customer (an order is harmed if any is set).
+HARM_FLAGS = (
+    "duplicate_charge",
+    "duplicate_hold",
+    "silent_charge",
+    "told_failed_but_charged",
+    "orphan_charge",
+)
 
 ORDER_COLUMNS = (
     "order_id",
@@ -381,6 +390,10 @@ def summarize(frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int) -
         count = int(frame[column].sum())
         out[count_key] = count
         out[rate_key] = _rate(count, n)
+    # Harmed: an order with at least one harm (counted once however many it has).
+    harmed = int(frame[list(HARM_FLAGS)].astype(bool).any(axis=1).sum() if n else 0)
+    out["harmed"] = harmed
+    out["harmed_rate"] = _rate(harmed, n)
     for kind in (1, 2, 3):
         out[f"unhappy_{kind}"] = int(frame[f"unhappy_{kind}"].sum())
     out["emails_promised"] = int(frame["email_promised_s"].notna().sum())

@@ -23,6 +23,7 @@ __all__ = ["RATES", "SerialExecutor", "map_runs", "summarize", "sweep", "wilson_
 
 #: The rates a summary reports, each with the count it was computed from.
 RATES: tuple[tuple[str, str], ...] = (
+    ("harmed_rate", "harmed"),
     ("duplicate_charge_rate", "duplicate_charges"),
     ("duplicate_hold_rate", "duplicate_holds"),
     ("silent_charge_rate", "silent_charges"),

@@ -42,8 +42,26 @@ def test_no_clients_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv(cli.CLIENTS_ENV, raising=False)
-    assert main(["provider", "serve"]) == 2
+    assert main(["provider", "serve", "--host", "0.0.0.0"]) == 2
     assert "--client" in capsys.readouterr().err
+
+
+def test_a_loopback_server_without_clients_makes_and_prints_a_demo_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_serve(clients: dict[str, str], **kwargs: object) -> int:
+        seen.update(clients=clients)
+        return 0
+
+    monkeypatch.setattr("payflow.provider.serve.serve", fake_serve)
+    monkeypatch.delenv(cli.CLIENTS_ENV, raising=False)
+    assert main(["provider", "serve"]) == 0
+    clients = seen["clients"]
+    assert isinstance(clients, dict) and list(clients) == ["demo"]
+    out = capsys.readouterr().out
+    assert clients["demo"] in out and len(clients["demo"]) >= 20
 
 
 def test_unknown_profile_lists_names(capsys: pytest.CaptureFixture[str]) -> None:
