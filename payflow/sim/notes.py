@@ -186,12 +186,11 @@ def crash_verdict(killed: pd.DataFrame, days: pd.DataFrame, ends: Sequence[str])
     floor = int(lost["lost_sales"].min())
     share = floor / max(1, int(lost["orders"].min()))
     lines.append(
-        f"Every variant loses at least {floor} sales ({percent(share)} of orders), "
-        f"{'with' if floor else 'even with'} the journal read at once: these are customers "
-        "who gave up or whose payer declined or abandoned -- the scenario's customers and "
-        "payer, not the crashes. What the crashes add is "
+        f"Every variant loses at least {floor} sales ({percent(share)} of orders): customers who "
+        "gave up with nothing charged. Reading the journal cannot win them back: they come "
+        "from the scenario's customers and payer. Over that floor the crashes cost "
         + ", ".join(f"{int(n) - floor} for {v}" for v, n in lost["lost_sales"].items())
-        + f" ({len(killed_lost)} interrupted payments ended unsold)."
+        + f" ({len(killed_lost)} interrupted payment(s) ended unsold)."
     )
     return lines
 
