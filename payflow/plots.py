@@ -233,6 +233,25 @@ def order_timeline(trace: pd.DataFrame, ax: Axes | None = None, title: str = "")
     return ax
 
 
+def declutter(ax: Axes) -> int:
+    """Hide every text label of ``ax`` that would print over one drawn before it or over
+    the title (call after the axes' scales and limits are final); returns how many."""
+    canvas = ax.figure.canvas
+    canvas.draw()
+    renderer = canvas.get_renderer()  # type: ignore[attr-defined]
+    kept: list[Any] = []
+    hidden = 0
+    top = ax.get_window_extent(renderer).y1
+    for text in ax.texts:
+        box = text.get_window_extent(renderer)
+        if box.y1 > top or any(box.overlaps(k) for k in kept):  # over the title, or a label
+            text.set_visible(False)
+            hidden += 1
+        else:
+            kept.append(box)
+    return hidden
+
+
 def lines_by_group(
     frame: pd.DataFrame,
     x: str,

@@ -104,3 +104,21 @@ def test_unhappy_verdict_covers_each_order_and_strategy() -> None:
     lines = notes.unhappy_verdict({"before": rows}, counts)
     assert "charged 2×" in lines[0] and "'order shipped' after 46.6 s" in lines[0]
     assert "made 6 unhappy customers" in lines[1] and "shipped 9" in lines[1]
+
+
+def test_declutter_hides_overprinting_labels() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from payflow import plots
+
+    fig, ax = plt.subplots()
+    ax.set_xlim(0, 10)
+    for _ in range(3):
+        ax.annotate("same place", (5, 0.5))
+    ax.annotate("elsewhere", (1, 0.1))
+    assert plots.declutter(ax) == 2
+    assert [t.get_visible() for t in ax.texts] == [True, False, False, True]
+    plt.close(fig)
