@@ -67,18 +67,26 @@ def rate_by_strategy(
     err = [pct - rows[f"{rate}_low"] * 100, rows[f"{rate}_high"] * 100 - pct]
     ax.barh(rows["strategy"], pct, xerr=err, color="#c0504d", alpha=0.85, capsize=3)
     counts = rows.get("count")
+    ends = (rows[f"{rate}_high"] * 100).where(rows[f"{rate}_high"].notna(), pct)
+    top = float(max(ends.max(), pct.max())) or 1.0
     for i, value in enumerate(pct):
         label = f"{value:.2f}%"
         if counts is not None:
             label += f"  ({int(counts.iloc[i])} of {int(rows['orders'].iloc[i])})"
+        # past the whisker, never through it; the axis leaves room for the longest label
         ax.annotate(
-            label, (value, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
+            label,
+            (float(max(value, ends.iloc[i])), i),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
         )
     ax.invert_yaxis()
     ax.set_xlabel(LABELS.get(rate, rate))
     ax.set_ylabel("strategy")
     ax.set_title(title or LABELS.get(rate, rate))
-    ax.set_xlim(left=0)
+    ax.set_xlim(0, top * 1.6)
     return ax
 
 
@@ -200,14 +208,22 @@ def order_timeline(trace: pd.DataFrame, ax: Axes | None = None, title: str = "")
         events = trace[trace["kind"] == kind]
         style = _MARKERS.get(str(kind), {"marker": "o", "color": "black"})
         ax.scatter(events["t"], [row] * len(events), s=60, **style)
-        for _, event in events.iterrows():
+        # One label per run of equal labels ("timeout ×3"), alternately above and below
+        # the row, so that neighbouring events do not print over each other.
+        runs: list[tuple[float, str, int]] = []
+        for t, label in zip(events["t"], events["label"].astype(str), strict=True):
+            if runs and runs[-1][1] == label:
+                runs[-1] = (runs[-1][0], label, runs[-1][2] + 1)
+            else:
+                runs.append((float(t), label, 1))
+        for i, (t, label, n) in enumerate(runs):
             ax.annotate(
-                str(event["label"]),
-                (event["t"], row),
-                xytext=(0, 7),
+                label if n == 1 else f"{label} ×{n}",
+                (t, row),
+                xytext=(2, 7 if i % 2 == 0 else -13),
                 textcoords="offset points",
                 fontsize=7,
-                rotation=30,
+                rotation=20,
             )
     ax.set_yticks(range(len(kinds)), kinds)
     ax.set_ylim(-0.6, len(kinds) - 0.2)
@@ -215,6 +231,25 @@ def order_timeline(trace: pd.DataFrame, ax: Axes | None = None, title: str = "")
     ax.set_title(title or "one order, event by event")
     ax.grid(axis="x", alpha=0.3)
     return ax
+
+
+def declutter(ax: Axes) -> int:
+    """Hide every text label of ``ax`` that would print over one drawn before it or over
+    the title (call after the axes' scales and limits are final); returns how many."""
+    canvas = ax.figure.canvas
+    canvas.draw()
+    renderer = canvas.get_renderer()  # type: ignore[attr-defined]
+    kept: list[Any] = []
+    hidden = 0
+    top = ax.get_window_extent(renderer).y1
+    for text in ax.texts:
+        box = text.get_window_extent(renderer)
+        if box.y1 > top or any(box.overlaps(k) for k in kept):  # over the title, or a label
+            text.set_visible(False)
+            hidden += 1
+        else:
+            kept.append(box)
+    return hidden
 
 
 def lines_by_group(

@@ -118,12 +118,17 @@ def sweep(
 
 
 def _progress(futures: Sequence[Any], enabled: bool | None) -> Iterable[Any]:
+    import importlib.util
     import sys
-
-    from tqdm.auto import tqdm
 
     if enabled is None:
         enabled = sys.stderr.isatty()
+    # tqdm.auto draws a widget in a Jupyter kernel; without ipywidgets it would print
+    # a warning box instead, so use the text bar there.
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
     bar: Iterable[Any] = tqdm(
         futures, desc="runs", unit="run", disable=not enabled, file=sys.stderr
     )
