@@ -20,6 +20,7 @@ __all__ = ["main"]
 _SUBCOMMAND_MODULES = (
     "payflow.provider.cli",
     "payflow.sim.cli",
+    "payflow.sim.fit",
     "payflow.report",
 )
 
