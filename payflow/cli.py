@@ -21,6 +21,7 @@ _SUBCOMMAND_MODULES = (
     "payflow.provider.cli",
     "payflow.sim.cli",
     "payflow.sim.fit",
+    "payflow.sim.tune",
     "payflow.report",
 )
 

@@ -20,6 +20,7 @@ __all__ = [
     "lines_by_group",
     "metric_by_strategy",
     "order_timeline",
+    "pareto",
     "rate_by_strategy",
     "rate_grid",
     "sim_vs_real",
@@ -39,6 +40,8 @@ LABELS: dict[str, str] = {
     "feedback_p50_s": "time to feedback, median (s)",
     "feedback_p95_s": "time to feedback, p95 (s)",
     "feedback_p99_s": "time to feedback, p99 (s)",
+    "outcome_p95_s": "time to outcome, p95 (s)",
+    "cost_per_order": "cost per order (minor units)",
 }
 
 
@@ -340,4 +343,58 @@ def stacked_counts(
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.tick_params(axis="x", labelrotation=20)
+    return ax
+
+
+def pareto(
+    tuned: pd.DataFrame,
+    x: str = "outcome_p95_s",
+    y: str = "cost_per_order",
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """The points of a tune (:func:`payflow.sim.tune`): ``y`` against ``x`` with
+    their 95% intervals, the Pareto points (column ``pareto``) highlighted and
+    labelled with their knobs, the others grey. The knobs are the columns before
+    ``scenario``."""
+    ax = _axes(ax, (7.5, 4.5))
+    columns = list(tuned.columns)
+    knobs = columns[: columns.index("scenario")] if "scenario" in columns else []
+    front = tuned[tuned["pareto"]].sort_values(x)
+    rest = tuned[~tuned["pareto"]]
+    for frame, colour, size, label in (
+        (rest, "0.65", 20, "dominated"),
+        (front, "tab:red", 40, "Pareto front"),
+    ):
+        if frame.empty:
+            continue
+        xerr = yerr = None
+        if f"{x}_low" in frame and f"{x}_high" in frame:
+            xerr = [
+                (frame[x] - frame[f"{x}_low"]).clip(lower=0),
+                (frame[f"{x}_high"] - frame[x]).clip(lower=0),
+            ]
+        if f"{y}_low" in frame and f"{y}_high" in frame:
+            yerr = [
+                (frame[y] - frame[f"{y}_low"]).clip(lower=0),
+                (frame[f"{y}_high"] - frame[y]).clip(lower=0),
+            ]
+        ax.errorbar(
+            frame[x], frame[y], xerr=xerr, yerr=yerr, fmt="none", ecolor=colour, alpha=0.5, lw=1
+        )
+        ax.scatter(frame[x], frame[y], s=size, color=colour, label=label, zorder=3)
+    ax.plot(front[x], front[y], color="tab:red", lw=1, alpha=0.6)
+    for row in front.itertuples(index=False):
+        text = ", ".join(f"{k}={getattr(row, k)}" for k in knobs)
+        ax.annotate(
+            text,
+            (getattr(row, x), getattr(row, y)),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(LABELS.get(y, y))
+    ax.set_title(title or "settings tried: lower left is better")
+    ax.legend(frameon=False, fontsize=8)
     return ax
