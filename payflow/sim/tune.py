@@ -280,9 +280,9 @@ def _main(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "tune.csv", index=False)
-        from payflow.plots import pareto
-
         import matplotlib
+
+        from payflow.plots import pareto
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
