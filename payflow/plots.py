@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 
 __all__ = [
     "LABELS",
+    "fit_vs_observed",
     "jitter_comparison",
     "lines_by_group",
     "metric_by_strategy",
@@ -397,4 +398,45 @@ def pareto(
     ax.set_ylabel(LABELS.get(y, y))
     ax.set_title(title or "settings tried: lower left is better")
     ax.legend(frameon=False, fontsize=8)
+    return ax
+
+
+def fit_vs_observed(
+    compared: pd.DataFrame,
+    endpoints: Sequence[str] = ("create", "read"),
+    ax: Axes | None = None,
+) -> Axes:
+    """Observed per-bin latency percentiles (points) against the fitted profile's
+    (lines), per endpoint kind, on a log scale. ``compared`` comes from
+    :func:`payflow.sim.fit.fitted_vs_observed`."""
+    ax = _axes(ax, (8.0, 4.0))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, kind in enumerate(endpoints):
+        rows = compared[compared["endpoint"] == kind].sort_values("mid_h")
+        if rows.empty:
+            continue
+        colour = colours[i % len(colours)]
+        for q, marker, style in (("p50", "o", "-"), ("p95", "^", "--")):
+            ax.scatter(
+                rows["mid_h"],
+                rows[f"{q}_s"],
+                marker=marker,
+                s=14,
+                color=colour,
+                label=f"{kind} {q} observed",
+            )
+            ax.step(
+                rows["mid_h"],
+                rows[f"fitted_{q}_s"],
+                where="mid",
+                ls=style,
+                lw=1,
+                color=colour,
+                label=f"{kind} {q} fitted",
+            )
+    ax.set_yscale("log")
+    ax.set_xlabel("hour of day")
+    ax.set_ylabel("latency (s)")
+    ax.set_xlim(0, 24)
+    ax.legend(frameon=False, fontsize=7, ncol=2)
     return ax

@@ -57,9 +57,10 @@ _METHOD_PATH: Final = {
 
 
 def _clock(t: float) -> str:
-    h, rest = divmod(t, 3600.0)
-    m, s = divmod(rest, 60.0)
-    return f"{int(h):02d}:{int(m):02d}:{s:06.3f}"
+    ms = min(round(t * 1000.0), round(DAY_S * 1000.0) - 1)  # whole milliseconds: no "60.000"
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    return f"{h:02d}:{m:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
 
 
 def sample_log(
@@ -100,7 +101,7 @@ def sample_log(
     rng = random.Random(f"payflow-sample:{seed}")
     times = sorted(rng.uniform(0.0, DAY_S) for _ in range(calls))
     rows: list[tuple[Any, ...]] = []
-    for n, t in enumerate(times):
+    for t in times:
         u = rng.random()
         kind = next((k for k, c in zip(kinds, cumulative, strict=True) if u < c), kinds[-1])
         method, path = _METHOD_PATH[kind]
@@ -129,7 +130,6 @@ def sample_log(
             status, latency = None, timeout_s
         stamp = _clock(t) if date is None else f"{date}T{_clock(t)}"
         rows.append((stamp, method, path, status, round(latency * 1000.0, 3)))
-        del n
     frame = pd.DataFrame(rows, columns=list(LOG_COLUMNS))
     frame["status"] = frame["status"].astype("Int64")
     return frame

@@ -58,6 +58,7 @@ __all__ = [
     "LogError",
     "fit",
     "fit_profile",
+    "fitted_vs_observed",
     "read_log",
     "register",
 ]
@@ -465,6 +466,29 @@ def _toml(data: dict[str, Any]) -> str:
                 lines.append(f"[keyframes.{kind}]")
                 lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
     return "\n".join(lines) + "\n"
+
+
+def fitted_vs_observed(table: pd.DataFrame, profile: FaultProfile) -> pd.DataFrame:
+    """``table`` (a fit's per-bin rows: what was observed) with the percentiles the
+    fitted ``profile`` gives in the middle of each row's bin: ``fitted_p50_s``,
+    ``fitted_p95_s``, ``fitted_p99_s`` and ``mid_h`` (hour of day)."""
+    from payflow.provider.faults import Z95, Z99
+
+    out = table.copy()
+    mids, p50s, p95s, p99s = [], [], [], []
+    for row in table.itertuples(index=False):
+        start = _clock_seconds(str(row.start)) or 0.0
+        end = _clock_seconds(str(row.end)) or DAY_S
+        mid = (start + end) / 2
+        f = profile.at(mid).for_kind(str(row.endpoint))
+        m, s = f.latency_p50_s, f.latency_sigma
+        mids.append(mid / 3600.0)
+        p50s.append(m)
+        p95s.append(m * math.exp(s * Z95))
+        p99s.append(m * math.exp(s * Z99))
+    out["mid_h"], out["fitted_p50_s"] = mids, p50s
+    out["fitted_p95_s"], out["fitted_p99_s"] = p95s, p99s
+    return out
 
 
 def fit_profile(log: pd.DataFrame, **options: Any) -> FaultProfile:

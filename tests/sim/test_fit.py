@@ -238,3 +238,10 @@ def test_parquet_without_pyarrow_is_a_clear_error(
     path.write_bytes(b"PAR1")
     with pytest.raises(LogError, match="reading Parquet needs pyarrow"):
         read_log(path)
+
+
+def test_sampled_timestamps_never_read_60_seconds() -> None:
+    from payflow.provider.sample import _clock
+
+    assert _clock(13 * 3600 + 46 * 60 + 59.9996) == "13:47:00.000"
+    assert _clock(86_399.9999) == "23:59:59.999"
