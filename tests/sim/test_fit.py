@@ -245,3 +245,21 @@ def test_sampled_timestamps_never_read_60_seconds() -> None:
 
     assert _clock(13 * 3600 + 46 * 60 + 59.9996) == "13:47:00.000"
     assert _clock(86_399.9999) == "23:59:59.999"
+
+
+def test_a_scenario_file_takes_a_fitted_profile_by_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "day.csv"
+    sample_log(load_profile(str(KNOWN)), 2000, seed=5).to_csv(log, index=False)
+    profile = tmp_path / "mine.toml"
+    assert main(["fit", str(log), "--out", str(profile), "--bin", "2h"]) == 0
+    scenario = tmp_path / "my-day.toml"
+    scenario.write_text(
+        f'name = "my-day"\n[traffic]\norders_per_day = 100\norders = 20\n'
+        f'[provider]\nfaults = "{profile}"\n'
+    )
+    capsys.readouterr()
+    code = main(["simulate", "--scenario", str(scenario), "--strategy", "recommended", "--json"])
+    assert code == 0
+    assert '"scenario": "my-day"' in capsys.readouterr().out
