@@ -20,6 +20,8 @@ __all__ = ["main"]
 _SUBCOMMAND_MODULES = (
     "payflow.provider.cli",
     "payflow.sim.cli",
+    "payflow.sim.fit",
+    "payflow.sim.tune",
     "payflow.report",
 )
 

@@ -16,12 +16,14 @@ from matplotlib.axes import Axes
 
 __all__ = [
     "LABELS",
+    "fit_vs_observed",
     "heatmap",
     "hhmm_axis",
     "jitter_comparison",
     "lines_by_group",
     "metric_by_strategy",
     "order_timeline",
+    "pareto",
     "rate_by_strategy",
     "rate_grid",
     "sim_vs_real",
@@ -43,6 +45,8 @@ LABELS: dict[str, str] = {
     "feedback_p50_s": "time to feedback, median (s)",
     "feedback_p95_s": "time to feedback, p95 (s)",
     "feedback_p99_s": "time to feedback, p99 (s)",
+    "outcome_p95_s": "time to outcome, p95 (s)",
+    "cost_per_order": "cost per order (minor units)",
 }
 
 
@@ -493,4 +497,99 @@ def hhmm_axis(ax: Axes, axis: str = "x") -> Axes:
     target.set_major_formatter(
         FuncFormatter(lambda v, _: f"{int(v // 3600):02d}:{int(v % 3600 // 60):02d}")
     )
+    return ax
+
+
+def pareto(
+    tuned: pd.DataFrame,
+    x: str = "outcome_p95_s",
+    y: str = "cost_per_order",
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """The points of a tune (:func:`payflow.sim.tune`): ``y`` against ``x`` with
+    their 95% intervals, the Pareto points (column ``pareto``) highlighted and
+    labelled with their knobs, the others grey. The knobs are the columns before
+    ``scenario``."""
+    ax = _axes(ax, (7.5, 4.5))
+    columns = list(tuned.columns)
+    knobs = columns[: columns.index("scenario")] if "scenario" in columns else []
+    front = tuned[tuned["pareto"]].sort_values(x)
+    rest = tuned[~tuned["pareto"]]
+    for frame, colour, size, label in (
+        (rest, "0.65", 20, "dominated"),
+        (front, "tab:red", 40, "Pareto front"),
+    ):
+        if frame.empty:
+            continue
+        xerr = yerr = None
+        if f"{x}_low" in frame and f"{x}_high" in frame:
+            xerr = [
+                (frame[x] - frame[f"{x}_low"]).clip(lower=0),
+                (frame[f"{x}_high"] - frame[x]).clip(lower=0),
+            ]
+        if f"{y}_low" in frame and f"{y}_high" in frame:
+            yerr = [
+                (frame[y] - frame[f"{y}_low"]).clip(lower=0),
+                (frame[f"{y}_high"] - frame[y]).clip(lower=0),
+            ]
+        ax.errorbar(
+            frame[x], frame[y], xerr=xerr, yerr=yerr, fmt="none", ecolor=colour, alpha=0.5, lw=1
+        )
+        ax.scatter(frame[x], frame[y], s=size, color=colour, label=label, zorder=3)
+    ax.plot(front[x], front[y], color="tab:red", lw=1, alpha=0.6)
+    for row in front.itertuples(index=False):
+        text = ", ".join(f"{k}={getattr(row, k)}" for k in knobs)
+        ax.annotate(
+            text,
+            (getattr(row, x), getattr(row, y)),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(LABELS.get(y, y))
+    ax.set_title(title or "settings tried: lower left is better")
+    ax.legend(frameon=False, fontsize=8)
+    return ax
+
+
+def fit_vs_observed(
+    compared: pd.DataFrame,
+    endpoints: Sequence[str] = ("create", "read"),
+    ax: Axes | None = None,
+) -> Axes:
+    """Observed per-bin latency percentiles (points) against the fitted profile's
+    (lines), per endpoint kind, on a log scale. ``compared`` comes from
+    :func:`payflow.sim.fit.fitted_vs_observed`."""
+    ax = _axes(ax, (8.0, 4.0))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, kind in enumerate(endpoints):
+        rows = compared[compared["endpoint"] == kind].sort_values("mid_h")
+        if rows.empty:
+            continue
+        colour = colours[i % len(colours)]
+        for q, marker, style in (("p50", "o", "-"), ("p95", "^", "--")):
+            ax.scatter(
+                rows["mid_h"],
+                rows[f"{q}_s"],
+                marker=marker,
+                s=14,
+                color=colour,
+                label=f"{kind} {q} observed",
+            )
+            ax.step(
+                rows["mid_h"],
+                rows[f"fitted_{q}_s"],
+                where="mid",
+                ls=style,
+                lw=1,
+                color=colour,
+                label=f"{kind} {q} fitted",
+            )
+    ax.set_yscale("log")
+    ax.set_xlabel("hour of day")
+    ax.set_ylabel("latency (s)")
+    ax.set_xlim(0, 24)
+    ax.legend(frameon=False, fontsize=7, ncol=2)
     return ax

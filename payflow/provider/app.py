@@ -63,7 +63,7 @@ from payflow.core.api import (
     IDEMPOTENCY_HEADER,
 )
 from payflow.core.messages import Request, Response
-from payflow.provider.faults import FaultDraw, FaultProfile, Faults
+from payflow.provider.faults import FaultDraw, FaultProfile, Faults, endpoint_kind
 from payflow.provider.ledger import HugeNumber, Ledger, PayerModel, Ticket, error_body
 from payflow.provider.misbehaviour import WireReply, wire_reply
 
@@ -602,7 +602,9 @@ class _Api:
             delay = state.scaled_poll_delay(ledger.poll_delay_ms)
             response = ledger.handle(client_id, request, state.now(), poll_delay_ms=delay)
             return await _send_json(send, response.status, response.body, response.headers)
-        draw = faults.draw(state.fault_rng)
+        kind = endpoint_kind(request.method, request.path) if faults.kinds else None
+        draw = faults.draw(state.fault_rng, kind)
+        faults = faults.for_kind(kind)
         mangle = draw.mangle
         if draw.action == "throttle":
             retry_after = str(max(0, math.ceil(faults.retry_after_s / state.time_scale)))

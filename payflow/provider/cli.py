@@ -124,7 +124,7 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
 
 
 def register(subparsers: Any) -> None:
-    """Add ``provider serve`` to the ``payflow`` command."""
+    """Add ``provider serve`` and ``provider sample`` to the ``payflow`` command."""
     provider = subparsers.add_parser(
         "provider", help="the reference payment provider", description=__doc__
     )
@@ -181,3 +181,49 @@ def register(subparsers: Any) -> None:
         help="log level (default: info)",
     )
     serve.set_defaults(handler=_serve)
+    sample = commands.add_parser(
+        "sample",
+        help="draw an access log from a fault profile (the inverse of payflow fit)",
+        description="Draw a log of calls (timestamp,method,path,status,latency_ms) from a "
+        "fault profile: calls spread uniformly over one day, endpoint kinds from a fixed "
+        "mix (docs/provider.md).",
+    )
+    sample.add_argument("--faults", required=True, metavar="PROFILE", help="profile name or path")
+    sample.add_argument("--calls", type=int, required=True, metavar="N", help="calls to draw")
+    sample.add_argument("--seed", type=int, default=0, metavar="S", help="random seed")
+    sample.add_argument("--out", required=True, metavar="LOG.csv", help="the log to write")
+    sample.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the caller gives up after this long (logged as no response); default: waits",
+    )
+    sample.add_argument(
+        "--date", default=None, metavar="YYYY-MM-DD", help="write ISO-8601 timestamps on this day"
+    )
+    sample.set_defaults(handler=_sample)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from payflow.provider.faults import load_profile
+    from payflow.provider.sample import sample_log
+
+    if args.calls < 1:
+        raise ValueError(f"--calls: must be >= 1, got {args.calls}")
+    if args.date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.date):
+        raise ValueError(f"--date: {args.date!r} is not YYYY-MM-DD")
+    out = Path(args.out)
+    log = sample_log(
+        load_profile(args.faults), args.calls, args.seed, timeout_s=args.timeout, date=args.date
+    )
+    if out.suffix == ".parquet":
+        log.to_parquet(out, index=False)
+    elif out.suffix in (".jsonl", ".ndjson"):
+        log.to_json(out, orient="records", lines=True)
+    else:
+        log.to_csv(out, index=False)
+    print(f"wrote {out}: {len(log)} calls drawn from {args.faults} (seed {args.seed})")
+    return 0

@@ -40,17 +40,23 @@ from payflow._data import load_toml, shipped_names
 __all__ = [
     "BODY_MANGLES",
     "DAY_S",
+    "DEFAULT_ENDPOINTS",
+    "ENDPOINT_KINDS",
     "ODD_POLL_DELAYS",
     "ODD_POLL_DELAY_VALUES",
     "ODD_RETRY_AFTER",
     "BodyMangle",
+    "EndpointRule",
     "FaultDraw",
     "FaultProfile",
     "Faults",
     "Mangle",
+    "endpoint_kind",
+    "faults_from_percentiles",
     "load_profile",
     "parse_profile",
     "profile_names",
+    "sigma_from_percentiles",
 ]
 
 #: Seconds in a day; profiles repeat with this period.
@@ -66,6 +72,137 @@ def _lognormal(u: float, median: float, sigma: float, cap: float) -> float:
     if median <= 0:
         return 0.0
     return min(median * math.exp(sigma * _inv_cdf(min(max(u, 1e-12), 1 - 1e-12))), cap)
+
+
+#: The endpoint kinds a profile may give faults of its own (see :func:`endpoint_kind`).
+ENDPOINT_KINDS: Final = ("create", "read", "capture", "cancel", "refund")
+
+#: One classification rule: ``(kind, METHOD, regular expression)`` matched in full
+#: against the path without its query string.
+EndpointRule = tuple[str, str, str]
+
+#: The MobilePay-style paths of ``docs/api.md``, tried in order.
+DEFAULT_ENDPOINTS: Final[tuple[EndpointRule, ...]] = (
+    ("create", "POST", r"/v10/payments"),
+    ("capture", "POST", r"/v10/payments/[^/]+/capture"),
+    ("cancel", "POST", r"/v10/payments/[^/]+/cancel"),
+    ("refund", "POST", r"/v10/refunds"),
+    ("read", "GET", r"/v10/payments(/[^/]+)?"),
+    ("read", "GET", r"/v10/refunds/[^/]+"),
+)
+
+_COMPILED: dict[tuple[EndpointRule, ...], tuple[tuple[str, str, re.Pattern[str]], ...]] = {}
+
+
+def endpoint_kind(
+    method: str, path: str, rules: Sequence[EndpointRule] = DEFAULT_ENDPOINTS
+) -> str | None:
+    """The endpoint kind of a call (``create``, ``read``, ``capture``, ``cancel``,
+    ``refund``) from its method and path, by the first matching rule; None if no
+    rule matches. The query string is ignored. ``rules`` makes it configurable."""
+    key = tuple(rules)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = tuple((k, m.upper(), re.compile(rx)) for k, m, rx in key)
+    bare = path.split("?", 1)[0]
+    upper = method.upper()
+    for kind, rule_method, pattern in compiled:
+        if rule_method == upper and pattern.fullmatch(bare):
+            return kind
+    return None
+
+
+#: Standard normal quantiles of the 95th and 99th percentiles.
+Z95: Final = _inv_cdf(0.95)
+Z99: Final = _inv_cdf(0.99)
+
+
+def sigma_from_percentiles(
+    p50_s: float, p95_s: float, p99_s: float | None = None, where: str = "latency"
+) -> float:
+    """The lognormal shape that puts a latency's percentiles where they were measured.
+
+    A lognormal with median ``m`` and shape ``sigma`` has its ``q``-th percentile at
+    ``m * exp(sigma * z_q)`` (``z_q`` the standard normal quantile), so ``p50_s``
+    *is* the median and ``p95_s`` pins ``sigma = ln(p95/p50) / 1.645``. With
+    ``p99_s`` too, ``sigma`` is the least-squares fit of ``ln(p/p50) = sigma * z``
+    over both (the median stays pinned). Raises ValueError naming ``where`` for
+    percentiles that are not positive and increasing.
+    """
+    for name, value in (("p50_s", p50_s), ("p95_s", p95_s), ("p99_s", p99_s)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{where}.{name}: must be a number, got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{where}.{name}: must be a number > 0 seconds, got {value!r}")
+    if p95_s < p50_s:
+        raise ValueError(f"{where}.p95_s: must be >= p50_s ({p50_s!r}), got {p95_s!r}")
+    a = math.log(p95_s / p50_s)
+    if p99_s is None:
+        return a / Z95
+    if p99_s < p95_s:
+        raise ValueError(f"{where}.p99_s: must be >= p95_s ({p95_s!r}), got {p99_s!r}")
+    b = math.log(p99_s / p50_s)
+    return (Z95 * a + Z99 * b) / (Z95 * Z95 + Z99 * Z99)
+
+
+#: The keys of the percentile form (keyframes, ``defaults`` and per-kind tables).
+PERCENTILE_KEYS: Final = frozenset(
+    {"p50_s", "p95_s", "p99_s", "error_rate", "throttle_rate", "no_response_rate"}
+)
+
+
+def faults_from_percentiles(values: Mapping[str, Any], where: str = "keyframe") -> dict[str, Any]:
+    """:class:`Faults` fields from the numbers people have.
+
+    ``p50_s``/``p95_s`` (and optionally ``p99_s``) of the whole latency become
+    ``latency_p50_s`` and ``latency_sigma`` (:func:`sigma_from_percentiles`); the
+    rates are shares of *all* calls and become the conditional probabilities the
+    draw uses (a throttle is decided first, then a server error, then a lost
+    answer): ``p_throttle = throttle_rate``, ``p_server_error = error_rate /
+    (1 - throttle_rate)``, ``p_lost_after_commit = no_response_rate / (1 -
+    throttle_rate - error_rate)``. Other keys pass through unchanged.
+    """
+    out = {k: v for k, v in values.items() if k not in PERCENTILE_KEYS}
+    if "p50_s" in values or "p95_s" in values or "p99_s" in values:
+        for needed in ("p50_s", "p95_s"):
+            if needed not in values:
+                raise ValueError(f"{where}.{needed}: required with the other percentiles")
+        for old in ("latency_before_s", "latency_after_s", "latency_sigma", "latency_p50_s"):
+            if old in values:
+                raise ValueError(f"{where}.{old}: give either it or p50_s/p95_s, not both")
+        out["latency_sigma"] = sigma_from_percentiles(
+            values["p50_s"], values["p95_s"], values.get("p99_s"), where
+        )
+        out["latency_p50_s"] = float(values["p50_s"])
+    rates = {}
+    for key, field_name in (
+        ("throttle_rate", "p_throttle"),
+        ("error_rate", "p_server_error"),
+        ("no_response_rate", "p_lost_after_commit"),
+    ):
+        if key not in values:
+            continue
+        if field_name in values:
+            raise ValueError(f"{where}.{field_name}: give either it or {key}, not both")
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"{where}.{key}: must be a share in [0, 1], got {value!r}")
+        rates[key] = float(value)
+    if rates:
+        t = rates.get("throttle_rate", 0.0)
+        e = rates.get("error_rate", 0.0)
+        n = rates.get("no_response_rate", 0.0)
+        if t + e + n > 1 + 1e-9:
+            raise ValueError(f"{where}: throttle_rate + error_rate + no_response_rate exceed 1")
+        if "throttle_rate" in rates:
+            out["p_throttle"] = t
+        if "error_rate" in rates:
+            out["p_server_error"] = min(1.0, e / (1 - t)) if t < 1 else 0.0
+        if "no_response_rate" in rates:
+            out["p_lost_after_commit"] = min(1.0, n / (1 - t - e)) if t + e < 1 else 0.0
+    return out
 
 
 Action = Literal["ok", "throttle", "reset", "error_before", "error_after", "lost"]
@@ -240,8 +377,18 @@ class Faults:
     trickle_s: float = 10.0
     p_odd_retry_after: float = 0.0
     p_odd_poll_delay: float = 0.0
+    #: The percentile form (see :func:`sigma_from_percentiles`): the median of the
+    #: *whole* latency (before + after commit); 0 means the two-median form above.
+    latency_p50_s: float = 0.0
+    #: In the percentile form, the share of each latency that comes after commit.
+    after_commit_share: float = 0.0
+    #: Per endpoint kind (``create``, ``read``, ``capture``, ``cancel``, ``refund``;
+    #: see :func:`endpoint_kind`), the faults of calls of that kind; a kind not
+    #: listed gets these faults. Sorted ``(kind, Faults)`` pairs.
+    kinds: tuple[tuple[str, Faults], ...] = ()
     #: Derived: some misbehaviour probability is > 0 (then draws take 9 more uniforms).
     misbehaves: bool = field(default=False, init=False, repr=False, compare=False)
+    _by_kind: dict[str, Faults] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for f in _VALUE_FIELDS:
@@ -250,7 +397,10 @@ class Faults:
                 raise ValueError(f"{f.name}: must be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{f.name}: must be a finite number >= 0, got {value!r}")
-            if (f.name.startswith("p_") or f.name == "server_error_after_commit") and value > 1:
+            if (
+                f.name.startswith("p_")
+                or f.name in ("server_error_after_commit", "after_commit_share")
+            ) and value > 1:
                 raise ValueError(f"{f.name}: a probability must be in [0, 1], got {value!r}")
         if not isinstance(self.capacity, int) or self.capacity < 1:
             raise ValueError(f"capacity: must be an integer >= 1, got {self.capacity!r}")
@@ -268,49 +418,88 @@ class Faults:
             or self.p_odd_poll_delay > 0
         )
         object.__setattr__(self, "misbehaves", misbehaves)
+        if not isinstance(self.kinds, tuple):
+            raise ValueError(f"kinds: must be a tuple of (kind, Faults) pairs, got {self.kinds!r}")
+        by_kind: dict[str, Faults] = {}
+        for pair in self.kinds:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[1], Faults)):
+                raise ValueError(f"kinds: must be (kind, Faults) pairs, got {pair!r}")
+            kind, faults = pair
+            if kind not in ENDPOINT_KINDS:
+                raise ValueError(
+                    f"kinds: unknown endpoint kind {kind!r} (valid: {', '.join(ENDPOINT_KINDS)})"
+                )
+            if faults.kinds:
+                raise ValueError(f"kinds.{kind}: must not have kinds of its own")
+            by_kind[kind] = faults
+        object.__setattr__(self, "_by_kind", by_kind)
+
+    def for_kind(self, kind: str | None) -> Faults:
+        """The faults of a call of endpoint ``kind`` (these faults when it has none of its own)."""
+        if kind is None or not self.kinds:
+            return self
+        return self._by_kind.get(kind, self)
 
     def _latency(self, rng: random.Random, median: float) -> float:
         # exactly one uniform draw per latency, so streams stay aligned
         return _lognormal(rng.random(), median, self.latency_sigma, self.latency_max_s)
 
-    def draw_latency(self, rng: random.Random) -> tuple[float, float]:
-        """Draw ``(before_commit_s, after_commit_s)``."""
-        return self._latency(rng, self.latency_before_s), self._latency(rng, self.latency_after_s)
+    def _split(self, u_before: float, u_after: float) -> tuple[float, float]:
+        sigma, cap = self.latency_sigma, self.latency_max_s
+        if self.latency_p50_s > 0:  # the percentile form: one lognormal total, split
+            total = _lognormal(u_before, self.latency_p50_s, sigma, cap)
+            after = total * self.after_commit_share
+            return total - after, after
+        before = _lognormal(u_before, self.latency_before_s, sigma, cap)
+        return before, _lognormal(u_after, self.latency_after_s, sigma, cap)
 
-    def draw(self, rng: random.Random) -> FaultDraw:
-        """Draw the fate of one request; always consumes the same number of draws
-        (7 uniforms, 16 when :attr:`misbehaves`)."""
-        before, after, action, mangle = self.draw_parts(rng)
+    def draw_latency(self, rng: random.Random, kind: str | None = None) -> tuple[float, float]:
+        """Draw ``(before_commit_s, after_commit_s)`` (two uniforms, whatever the form)."""
+        u_before = rng.random()
+        return self.for_kind(kind)._split(u_before, rng.random())
+
+    def draw(self, rng: random.Random, kind: str | None = None) -> FaultDraw:
+        """Draw the fate of one request of endpoint ``kind``; always consumes the same
+        number of draws (7 uniforms, 16 when :attr:`misbehaves`)."""
+        before, after, action, mangle = self.draw_parts(rng, kind)
         return FaultDraw(before, after, action, mangle)
 
-    def draw_parts(self, rng: random.Random) -> tuple[float, float, Action, Mangle | None]:
+    def draw_parts(
+        self, rng: random.Random, kind: str | None = None
+    ) -> tuple[float, float, Action, Mangle | None]:
         """:meth:`draw` as a plain ``(before, after, action, mangle)`` tuple (the same draws).
 
         The hot path of the SimPy provider model: no :class:`FaultDraw` is built.
         The misbehaviour uniforms come after the others and only when
         :attr:`misbehaves`, so profiles without misbehaviour keep their streams.
+        ``kind`` (see :func:`endpoint_kind`) picks the faults of that endpoint kind
+        when the profile has any; the draws are the same uniforms either way.
         """
+        f = self._by_kind.get(kind, self) if kind is not None and self.kinds else self
         random_ = rng.random
         u_throttle = random_()
         u_reset = random_()
         u_error = random_()
         u_after = random_()
         u_lost = random_()
-        sigma, cap = self.latency_sigma, self.latency_max_s
-        before = _lognormal(random_(), self.latency_before_s, sigma, cap)
-        after = _lognormal(random_(), self.latency_after_s, sigma, cap)
+        if f.latency_p50_s > 0:
+            before, after = f._split(random_(), random_())
+        else:
+            sigma, cap = f.latency_sigma, f.latency_max_s
+            before = _lognormal(random_(), f.latency_before_s, sigma, cap)
+            after = _lognormal(random_(), f.latency_after_s, sigma, cap)
         action: Action = "ok"
-        if u_throttle < self.p_throttle:
+        if u_throttle < f.p_throttle:
             action = "throttle"
-        elif u_reset < self.p_reset_before_commit:
+        elif u_reset < f.p_reset_before_commit:
             action = "reset"
-        elif u_error < self.p_server_error:
-            action = "error_after" if u_after < self.server_error_after_commit else "error_before"
-        elif u_lost < self.p_lost_after_commit:
+        elif u_error < f.p_server_error:
+            action = "error_after" if u_after < f.server_error_after_commit else "error_before"
+        elif u_lost < f.p_lost_after_commit:
             action = "lost"
-        if not self.misbehaves:
+        if not f.misbehaves:
             return before, after, action, None
-        return before, after, action, self._draw_mangle(random_, action)
+        return before, after, action, f._draw_mangle(random_, action)
 
     def _draw_mangle(self, random_: Callable[[], float], action: Action) -> Mangle | None:
         """The misbehaviour of one request: always 9 uniforms, in a fixed order."""
@@ -350,9 +539,11 @@ class Faults:
 
 
 #: The fields a profile sets (``misbehaves`` is derived).
-_VALUE_FIELDS: Final = tuple(f for f in fields(Faults) if f.init)
+_VALUE_FIELDS: Final = tuple(f for f in fields(Faults) if f.init and f.name != "kinds")
 _FIELD_TYPES: Final = {f.name: f.type for f in _VALUE_FIELDS}
 _INT_FIELDS: Final = frozenset({"capacity", "poll_delay_ms"})
+#: Per-kind sub-tables of a keyframe (``poll`` is another name for ``read``).
+_KIND_TABLES: Final = {**{k: k for k in ENDPOINT_KINDS}, "poll": "read"}
 
 
 def _interpolate(a: Faults, b: Faults, w: float) -> Faults:
@@ -366,7 +557,16 @@ def _interpolate(a: Faults, b: Faults, w: float) -> Faults:
         values[name] = (
             max(1, round(v)) if name == "capacity" else (round(v) if name in _INT_FIELDS else v)
         )
+    if a.kinds or b.kinds:
+        names = sorted({k for k, _ in a.kinds} | {k for k, _ in b.kinds})
+        values["kinds"] = tuple(
+            (k, _interpolate(_bare(a.for_kind(k)), _bare(b.for_kind(k)), w)) for k in names
+        )
     return Faults(**values)
+
+
+def _bare(faults: Faults) -> Faults:
+    return replace(faults, kinds=()) if faults.kinds else faults
 
 
 class FaultProfile:
@@ -389,6 +589,14 @@ class FaultProfile:
         times = [t for t, _ in frames]
         if len(set(times)) != len(times):
             raise ValueError(f"fault profile {name!r}: two keyframes at the same time")
+        forms = {
+            f.latency_p50_s > 0 for _, base in frames for f in (base, *(k for _, k in base.kinds))
+        }
+        if len(forms) > 1:
+            raise ValueError(
+                f"fault profile {name!r}: keyframes mix the percentile form (p50_s/p95_s) "
+                "with latency_before_s/latency_after_s; use one form throughout"
+            )
         self.name = name
         self.description = description
         self.keyframes: tuple[tuple[float, Faults], ...] = tuple(frames)
@@ -445,15 +653,20 @@ def _parse_time(value: Any, where: str) -> float:
     return seconds
 
 
-def _check_values(table: Any, where: str) -> dict[str, Any]:
+def _check_values(table: Any, where: str, *, kinds: bool = True) -> dict[str, Any]:
     if not isinstance(table, Mapping):
         raise ValueError(f"{where}: must be a table")
     out: dict[str, Any] = {}
     for key, value in table.items():
         if key == "at":
             continue
-        if key not in _FIELD_TYPES:
-            valid = ", ".join(sorted(_FIELD_TYPES))
+        if kinds and key in _KIND_TABLES:
+            out[key] = _check_values(value, f"{where}.{key}", kinds=False)
+            continue
+        if key not in _FIELD_TYPES and key not in PERCENTILE_KEYS:
+            valid = ", ".join(
+                sorted({*_FIELD_TYPES, *PERCENTILE_KEYS, *(_KIND_TABLES if kinds else ())})
+            )
             raise ValueError(f"{where}.{key}: unknown field (valid: {valid})")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{where}.{key}: must be a number, got {value!r}")
@@ -477,13 +690,10 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> FaultPr
         raise ValueError(f"{source}: description: must be a string")
     try:
         defaults = _check_values(data.get("defaults", {}), "defaults")
+        _build_faults(_split_kinds(defaults)[0], "defaults")
         raw_frames = data.get("keyframes")
         if not isinstance(raw_frames, list) or not raw_frames:
             raise ValueError("keyframes: must be a non-empty array of tables ([[keyframes]])")
-        try:
-            base = Faults(**defaults)
-        except ValueError as exc:
-            raise ValueError(f"defaults.{exc}") from None
         frames: list[tuple[float, Faults]] = []
         for i, raw in enumerate(raw_frames):
             where = f"keyframes[{i}]"
@@ -491,13 +701,55 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> FaultPr
             if "at" not in raw:
                 raise ValueError(f"{where}.at: required (time of day, 'HH:MM')")
             at = _parse_time(raw["at"], where)
-            try:
-                frames.append((at, replace(base, **values)))
-            except ValueError as exc:
-                raise ValueError(f"{where}.{exc}") from None
+            frames.append((at, _frame_faults(defaults, values, where)))
         return FaultProfile(name, frames, description)
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
+
+
+def _split_kinds(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    flat = {k: v for k, v in values.items() if k not in _KIND_TABLES}
+    kinds: dict[str, dict[str, Any]] = {}
+    for key, table in values.items():
+        if key in _KIND_TABLES:
+            kind = _KIND_TABLES[key]
+            if kind in kinds:
+                raise ValueError(f"{key}: the same kind as another table ({kind})")
+            kinds[kind] = table
+    return flat, kinds
+
+
+def _merge(defaults: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` over ``defaults``, where a latency given in one form replaces the other."""
+    merged = dict(defaults)
+    if any(k in values for k in ("p50_s", "p95_s", "p99_s")):
+        for old in ("latency_before_s", "latency_after_s", "latency_sigma", "p99_s"):
+            merged.pop(old, None)
+    if any(k in values for k in ("latency_before_s", "latency_after_s")):
+        for new in ("p50_s", "p95_s", "p99_s"):
+            merged.pop(new, None)
+    merged.update(values)
+    return merged
+
+
+def _build_faults(values: Mapping[str, Any], where: str) -> Faults:
+    try:
+        return Faults(**faults_from_percentiles(values, where))
+    except ValueError as exc:
+        text = str(exc)
+        raise ValueError(text if text.startswith(where) else f"{where}.{text}") from None
+
+
+def _frame_faults(defaults: Mapping[str, Any], values: Mapping[str, Any], where: str) -> Faults:
+    default_flat, default_kinds = _split_kinds(defaults)
+    flat, kinds = _split_kinds(values)
+    base_values = _merge(default_flat, flat)
+    base = _build_faults(base_values, where)
+    pairs: list[tuple[str, Faults]] = []
+    for kind in sorted({*default_kinds, *kinds}):
+        kind_values = _merge(_merge(base_values, default_kinds.get(kind, {})), kinds.get(kind, {}))
+        pairs.append((kind, _build_faults(kind_values, f"{where}.{kind}")))
+    return replace(base, kinds=tuple(pairs)) if pairs else base
 
 
 def profile_names() -> list[str]:

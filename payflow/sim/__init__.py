@@ -11,6 +11,7 @@ wait, click twice and give up. Start with :func:`run`::
     result.trace(42)        # one order's timeline
 """
 
+from payflow.sim.fit import fit_profile
 from payflow.sim.model import Day, Order
 from payflow.sim.provider import Capacity, ProviderModel, ProviderStats
 from payflow.sim.runner import Result, run
@@ -20,6 +21,7 @@ from payflow.sim.strategies import PRESETS, Strategy, get_strategy, strategy_nam
 # The contract's `payflow.sim.sweep(...)` is the function; the module stays importable
 # as `payflow.sim.sweep` through sys.modules (e.g. `from payflow.sim.sweep import summarize`).
 from payflow.sim.sweep import summarize, sweep
+from payflow.sim.tune import tune
 
 __all__ = [
     "PRESETS",
@@ -31,6 +33,7 @@ __all__ = [
     "Result",
     "Scenario",
     "Strategy",
+    "fit_profile",
     "get_strategy",
     "load_scenario",
     "parse_scenario",
@@ -39,4 +42,5 @@ __all__ = [
     "strategy_names",
     "summarize",
     "sweep",
+    "tune",
 ]

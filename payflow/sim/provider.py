@@ -40,7 +40,14 @@ from typing import Any
 import simpy
 
 from payflow.core.messages import NotSent, Outcome, Request, Response, TimedOut
-from payflow.provider.faults import DAY_S, FaultDraw, FaultProfile, Faults, Mangle
+from payflow.provider.faults import (
+    DAY_S,
+    FaultDraw,
+    FaultProfile,
+    Faults,
+    Mangle,
+    endpoint_kind,
+)
 from payflow.provider.ledger import Ledger, Ticket, error_body
 from payflow.provider.misbehaviour import seen_reply
 
@@ -278,8 +285,10 @@ class ProviderModel:
     already triggered, e.g. by the client's timeout). ``ledger=None`` gives a
     bare queue that answers 200 -- handy for queueing checks. ``read_latency``
     scales the latencies of GETs (a status read is cheaper than creating a
-    payment; the profile's latencies describe writes). ``queue_limit`` sheds
-    load: with that many requests waiting, a new one is refused at once with
+    payment; the profile's latencies describe writes) -- unless the profile
+    gives ``read`` calls latencies of their own (per-kind faults: each request
+    draws from the faults of its :func:`~payflow.provider.faults.endpoint_kind`).
+    ``queue_limit`` sheds load: with that many requests waiting, a new one is refused at once with
     a 503 and nothing happens (``None``: the queue is unbounded). ``on_commit`` is
     called as ``on_commit(request, response, now)`` whenever the ledger applied
     a request (the simulation traces payment creations with it).
@@ -358,13 +367,19 @@ class ProviderModel:
         env = self.env
         now = env.now
         faults = self.faults_at(now)
+        kind = endpoint_kind(request.method, request.path) if faults.kinds else None
         if self.service is default_service:
-            before, after, action, mangle = faults.draw_parts(self.rng)  # the same draws
+            before, after, action, mangle = faults.draw_parts(self.rng, kind)  # the same draws
         else:
-            draw = self.service(faults, self.rng)
+            draw = self.service(faults.for_kind(kind), self.rng)
             before, after, action = draw.latency_before_s, draw.latency_after_s, draw.action
             mangle = draw.mangle
-        if self.read_latency != 1.0 and request.method == "GET":
+        if (
+            self.read_latency != 1.0
+            and request.method == "GET"
+            and (kind is None or faults.for_kind("read") is faults)
+        ):
+            # a profile with read latencies of its own is not scaled
             f = self.read_latency
             before, after = before * f, after * f
         if action == "throttle":

@@ -120,6 +120,15 @@ class Traffic:
         return self.orders if self.orders_per_day is None else self.orders_per_day
 
     def __post_init__(self) -> None:
+        # Built in code: "HH:MM" times and lists are welcome.
+        if not isinstance(self.amount, tuple):
+            object.__setattr__(self, "amount", tuple(self.amount))
+        diurnal = tuple(
+            (parse_time_of_day(t, f"traffic.diurnal[{i}]"), float(w))
+            for i, (t, w) in enumerate(self.diurnal)
+        )
+        if diurnal != self.diurnal:
+            object.__setattr__(self, "diurnal", diurnal)
         per_day = self.orders_per_day
         if per_day is not None and (
             isinstance(per_day, bool) or not isinstance(per_day, int) or per_day < 1
@@ -319,7 +328,9 @@ class Scenario:
     description: str = ""
     traffic: Traffic = field(default_factory=Traffic)
     customers: Customers = field(default_factory=Customers)
-    faults: str = "calm"
+    #: A fault profile: the name of one in ``data/faults/``, a path to a TOML file,
+    #: or a :class:`~payflow.provider.faults.FaultProfile` built in code.
+    faults: str | FaultProfile = "calm"
     payer: PayerModel = field(default_factory=PayerModel)
     read_latency: float = 1.0
     queue_limit: int | None = None
@@ -330,8 +341,27 @@ class Scenario:
     reservation_expiry_s: float = DEFAULT_RESERVATION_EXPIRY_S
     costs: Costs = field(default_factory=Costs)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.faults, str | FaultProfile):
+            raise ValueError(
+                "faults: must be a fault profile name, a TOML path or a FaultProfile, "
+                f"got {self.faults!r}"
+            )
+        for name, cls in (
+            ("traffic", Traffic),
+            ("customers", Customers),
+            ("payer", PayerModel),
+            ("backend", Backend),
+            ("costs", Costs),
+        ):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"{name}: must be a {cls.__name__}, got {getattr(self, name)!r}")
+
     def profile(self) -> FaultProfile:
-        """The provider's fault profile (``faults`` names one in ``data/faults/``)."""
+        """The provider's fault profile (``faults`` names one in ``data/faults/``, is a
+        TOML path, or is a :class:`FaultProfile` itself)."""
+        if isinstance(self.faults, FaultProfile):
+            return self.faults
         return load_profile(self.faults)
 
     def with_orders(self, orders: int) -> Scenario:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from payflow.provider.faults import FaultProfile, load_profile
+from payflow.provider.faults import FaultProfile
 from payflow.sim.scenarios import Scenario
 
 __all__ = ["ASSUMPTIONS", "LatencyScaled", "ranking_holds", "sensitivity", "vary"]
@@ -56,7 +56,7 @@ class LatencyScaled(Scenario):
     latency_x: float = 1.0
 
     def profile(self) -> FaultProfile:
-        base = load_profile(self.faults)
+        base = Scenario.profile(self)
         frames = [
             (
                 t,

@@ -31,7 +31,7 @@ text next to the knob it became.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from payflow.core.backoff import Backoff, Jitter
@@ -40,7 +40,7 @@ from payflow.core.calls import Policy
 from payflow.core.keys import KeyScope
 from payflow.core.policy import PollSchedule, RetryPolicy, Timeouts
 
-__all__ = ["PRESETS", "Strategy", "get_strategy", "strategy_names"]
+__all__ = ["KNOBS", "PRESETS", "Strategy", "get_strategy", "strategy_names"]
 
 _MODES = ("sync", "async")
 _FEEDBACK = ("none", "spinner")
@@ -120,9 +120,204 @@ class Strategy:
         return None
 
     def but(self, **changes: Any) -> Strategy:
-        """A copy with some knobs changed (``name`` too, if you like)."""
-        return replace(self, **changes)
+        """A copy with some knobs changed (``name`` too, if you like).
 
+        Takes every field of the strategy (``policy=``, ``debounce=``, ...) and the
+        flat policy knobs of :data:`KNOBS` (``timeout_s=8, retries=2,
+        poll_deadline_s=120, key_scope="order"``), applied on top of ``policy``.
+        An unknown knob, a bad value, or a knob the resulting strategy cannot use
+        (``recheck_interval_s`` without ``reconcile``, ...) is a ValueError naming it.
+        """
+        own = _FIELD_NAMES
+        flat = {k: changes.pop(k) for k in list(changes) if k in KNOBS and k not in own}
+        unknown = sorted(k for k in changes if k not in own)
+        if unknown:
+            valid = ", ".join(sorted({*own, *KNOBS}))
+            raise ValueError(f"strategy.but: {unknown[0]}: unknown knob (valid: {valid})")
+        result = replace(self, **changes)
+        if flat:
+            result = replace(result, policy=_apply_knobs(result.policy, flat))
+        _check_usable(result, {*flat, *changes})
+        return result
+
+    def knobs(self) -> dict[str, Any]:
+        """The flat knobs of :data:`KNOBS` and the strategy's own, as plain values."""
+        policy = self.policy
+        retry = policy.retry
+        out: dict[str, Any] = {
+            "timeout_s": retry.timeouts.write,
+            "read_timeout_s": retry.timeouts.read,
+            "poll_timeout_s": retry.timeouts.poll,
+            "retries": retry.max_attempts - 1,
+            "retry_deadline_s": retry.deadline,
+            "backoff": retry.backoff.kind.value,
+            "backoff_base_s": retry.backoff.base,
+            "backoff_cap_s": retry.backoff.cap,
+            "poll_deadline_s": policy.polling.deadline,
+            "key_scope": _SCOPE_NAMES[policy.key_scope],
+            "cancel_on_give_up": policy.cancel_on_give_up,
+            "recover_pending": policy.recover_pending,
+            "refund_unclaimed": policy.refund_unclaimed,
+        }
+        for name in sorted(_FIELD_NAMES - {"name", "description", "policy"}):
+            out[name] = getattr(self, name)
+        return out
+
+
+#: The flat policy knobs of :meth:`Strategy.but`, with what each sets.
+KNOBS: dict[str, str] = {
+    "timeout_s": "per-attempt timeout of writes (create, capture, cancel, refund), seconds",
+    "read_timeout_s": "per-attempt timeout of reads and polls, seconds",
+    "poll_timeout_s": "per-attempt timeout of polls alone, seconds (after read_timeout_s)",
+    "retries": "retries after the first attempt (0..5; MobilePay allows at most 5)",
+    "retry_deadline_s": "time bound of one operation's attempts and sleeps (None: none)",
+    "backoff": "retry delay jitter: none, constant, exponential, full, equal, decorrelated",
+    "backoff_base_s": "first retry delay, seconds",
+    "backoff_cap_s": "longest retry delay, seconds",
+    "poll_deadline_s": "how long a pending payment is polled before giving up, seconds",
+    "key_scope": "idempotency key per: none, attempt, operation, order",
+    "cancel_on_give_up": "cancel a payment whose polling gave up",
+    "recover_pending": "a recheck of a pending payment: cancel or poll",
+    "refund_unclaimed": "a recheck refunds money the customer was never told of",
+}
+
+_SCOPES = {
+    "none": KeyScope.NONE,
+    "attempt": KeyScope.PER_ATTEMPT,
+    "per-attempt": KeyScope.PER_ATTEMPT,
+    "operation": KeyScope.PER_OPERATION,
+    "per-operation": KeyScope.PER_OPERATION,
+    "order": KeyScope.PER_ORDER,
+    "per-order": KeyScope.PER_ORDER,
+}
+_SCOPE_NAMES = {
+    KeyScope.NONE: "none",
+    KeyScope.PER_ATTEMPT: "attempt",
+    KeyScope.PER_OPERATION: "operation",
+    KeyScope.PER_ORDER: "order",
+}
+
+
+def _seconds(name: str, value: Any, *, none: bool = False) -> Any:
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        extra = " or None" if none else ""
+        raise ValueError(
+            f"strategy.but: {name}: must be a number > 0 seconds{extra}, got {value!r}"
+        )
+    if value == float("inf"):
+        raise ValueError(f"strategy.but: {name}: must be finite, got {value!r}")
+    return float(value)
+
+
+def _apply_knobs(policy: Policy, knobs: dict[str, Any]) -> Policy:
+    retry, polling = policy.retry, policy.polling
+    timeouts, backoff = retry.timeouts, retry.backoff
+    try:
+        if "timeout_s" in knobs:
+            timeouts = replace(timeouts, write=_seconds("timeout_s", knobs["timeout_s"]))
+        if "read_timeout_s" in knobs:
+            read = _seconds("read_timeout_s", knobs["read_timeout_s"])
+            timeouts = replace(timeouts, read=read, poll=read)
+        if "poll_timeout_s" in knobs:
+            timeouts = replace(timeouts, poll=_seconds("poll_timeout_s", knobs["poll_timeout_s"]))
+        retry = replace(retry, timeouts=timeouts)
+        if "retries" in knobs:
+            n = knobs["retries"]
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 5:
+                raise ValueError(f"strategy.but: retries: must be an integer 0..5, got {n!r}")
+            retry = replace(retry, max_attempts=n + 1)
+        if "retry_deadline_s" in knobs:
+            deadline = _seconds("retry_deadline_s", knobs["retry_deadline_s"], none=True)
+            retry = replace(retry, deadline=deadline)
+        if "backoff" in knobs:
+            kind = knobs["backoff"]
+            try:
+                backoff = replace(backoff, kind=kind if isinstance(kind, Jitter) else Jitter(kind))
+            except ValueError:
+                valid = ", ".join(j.value for j in Jitter)
+                raise ValueError(
+                    f"strategy.but: backoff: must be one of {valid}, got {kind!r}"
+                ) from None
+        if "backoff_base_s" in knobs:
+            base = knobs["backoff_base_s"]
+            if isinstance(base, bool) or not isinstance(base, int | float) or not base >= 0:
+                raise ValueError(f"strategy.but: backoff_base_s: must be >= 0, got {base!r}")
+            backoff = replace(backoff, base=float(base), cap=max(backoff.cap, float(base)))
+        if "backoff_cap_s" in knobs:
+            backoff = replace(backoff, cap=_seconds("backoff_cap_s", knobs["backoff_cap_s"]))
+        retry = replace(retry, backoff=backoff)
+        if "poll_deadline_s" in knobs:
+            polling = replace(
+                polling, deadline=_seconds("poll_deadline_s", knobs["poll_deadline_s"])
+            )
+        changes: dict[str, Any] = {"retry": retry, "polling": polling}
+        if "key_scope" in knobs:
+            scope = knobs["key_scope"]
+            if isinstance(scope, KeyScope):
+                changes["key_scope"] = scope
+            elif scope in _SCOPES:
+                changes["key_scope"] = _SCOPES[scope]
+            else:
+                raise ValueError(
+                    f"strategy.but: key_scope: must be none, attempt, operation or order, "
+                    f"got {scope!r}"
+                )
+        for flag in ("cancel_on_give_up", "refund_unclaimed"):
+            if flag in knobs:
+                if not isinstance(knobs[flag], bool):
+                    raise ValueError(f"strategy.but: {flag}: must be True or False")
+                changes[flag] = knobs[flag]
+        if "recover_pending" in knobs:
+            changes["recover_pending"] = knobs["recover_pending"]
+        return replace(policy, **changes)
+    except ValueError as exc:
+        text = str(exc)
+        if text.startswith("strategy.but"):
+            raise
+        raise ValueError(f"strategy.but: {text}") from None
+
+
+#: Knobs that only mean something when another is set: knob -> (field, what it needs).
+_NEEDS: dict[str, tuple[str, str]] = {
+    "recheck_interval_s": ("reconcile", "reconcile=True"),
+    "recheck_backoff": ("reconcile", "reconcile=True"),
+    "recover_pending": ("reconcile", "reconcile=True"),
+    "refund_unclaimed": ("reconcile", "reconcile=True"),
+    "lock_until_answer": ("order_lock", "order_lock=True"),
+    "operator_patience_s": ("operator_every_s", "operator_every_s"),
+    "operator_patience_sigma": ("operator_every_s", "operator_every_s"),
+    "delay_notice_s": ("feedback", 'feedback="spinner"'),
+}
+
+
+def _check_usable(strategy: Strategy, changed: set[str]) -> None:
+    for knob in sorted(changed):
+        need = _NEEDS.get(knob)
+        if need is None:
+            continue
+        field_name, what = need
+        value = getattr(strategy, field_name)
+        if not value or value == "none":
+            raise ValueError(
+                f"strategy.but: {knob}: {strategy.name} cannot use it (it needs {what})"
+            )
+    retry = strategy.policy.retry
+    if (
+        {"retries", "timeout_s"} & changed
+        and retry.max_attempts > 1
+        and retry.deadline is not None
+        and retry.timeouts.write >= retry.deadline
+    ):
+        raise ValueError(
+            f"strategy.but: retries: {strategy.name}'s retry_deadline_s "
+            f"({retry.deadline:g} s) leaves no time for a retry after a {retry.timeouts.write:g} s "
+            "timeout; raise retry_deadline_s (or set it to None)"
+        )
+
+
+_FIELD_NAMES: frozenset[str] = frozenset(f.name for f in fields(Strategy))
 
 # --------------------------------------------------------------- policies
 _NO_BACKOFF = Backoff(Jitter.NONE, 0.0, 0.0)
