@@ -28,7 +28,7 @@ INSTANT = PayerModel(approve_probability=1.0, decide_after_s=(0.0, 0.0))
 class _ScriptedFaults(Faults):
     """Faults whose ``draw`` pops the fate of the next request from a script."""
 
-    def draw(self, rng: Any) -> FaultDraw:
+    def draw(self, rng: Any, kind: str | None = None) -> FaultDraw:
         script: deque[FaultDraw] = self.__dict__["script"]
         try:
             return script.popleft()
