@@ -128,6 +128,42 @@ def _figure(title: str, png: tuple[str, int], caption: str, order: Sequence[str]
     )
 
 
+def _tuning(tune: pd.DataFrame, charts: Path, plt: Any) -> dict[str, Any]:
+    """The tuning section (``payflow report --tune``): the best settings in a sentence,
+    the Pareto chart and the table, from a :func:`payflow.sim.tune` result."""
+    from markupsafe import Markup
+
+    from payflow import plots
+    from payflow.sim.tune import tune_table
+
+    knobs = list(tune.columns[: list(tune.columns).index("scenario")])
+    table = tune_table(tune)
+    cost = next(c for c in table.columns if c.startswith("cost_per_order"))
+    best = table.iloc[0]
+    chosen = ", ".join(f"{k} = {best[k]}" for k in knobs)
+    text = (
+        f"Best settings of {tune['strategy'].iloc[0]} on {tune['scenario'].iloc[0]}: {chosen} "
+        f"-- {best[cost] / 100:.2f} DKK per order ({best['cost_low'] / 100:.2f}"
+        f"\u2013{best['cost_high'] / 100:.2f}), {best['shipped'] * 100:.1f} % shipped, "
+        f"{best['calls_per_order']:.2f} provider calls per order; "
+        f"{int(table['pareto'].sum())} of {len(table)} points are on the Pareto front."
+    )
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    plots.pareto(tune, ax=ax)
+    chart = _figure(
+        "pareto",
+        _png(fig, charts / "pareto.png"),
+        "Each tuned point: cost per order against time to outcome p95 (95 % intervals); "
+        "the Pareto points (no other point is better on cost, time to outcome and calls) "
+        "are highlighted and labelled with their settings.",
+    )
+    return {
+        "text": text,
+        "table": Markup(table.style.hide(axis="index").format(precision=2).to_html()),
+        "chart": Markup(chart),
+    }
+
+
 def _github_anchor(heading: str) -> str:
     text = heading.strip().lstrip("#").strip().replace("`", "").lower()
     text = re.sub(r"[^a-z0-9 \-]", "", text)
@@ -487,6 +523,7 @@ def build_report(
                 )
             ),
         }
+    tuned = _tuning(tune, charts, plt) if tune is not None and not tune.empty else None
     docs, anchors = _strategy_docs()
     if docs is not None:
         shutil.copyfile(docs, out / "strategies.md")
@@ -535,7 +572,7 @@ def build_report(
         scenarios=sections,
         overview=overview,
         sensitivity=sens,
-        tune=Markup(tune.style.hide(axis="index").to_html()) if tune is not None else None,
+        tune=tuned,
         validity=validity,
         validity_notes=validity_notes,
         strategies=strategy_rows,
@@ -563,6 +600,12 @@ def _tornado(sensitivity: pd.DataFrame, ax: Any) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("cost per order of the best strategy (DKK)")
     ax.legend(fontsize=8)
+
+
+def _tune_param(text: str) -> tuple[str, list[Any]]:
+    from payflow.sim.tune import _param
+
+    return _param(text)
 
 
 def _split(values: Sequence[str] | None) -> list[str] | None:
@@ -622,6 +665,22 @@ def _report(args: argparse.Namespace) -> int:
     runs = pd.DataFrame([summary for summary, _ in results]).reset_index(drop=True)
     summary = summarize(runs)
     hourly = _hourly(pd.concat([c for _, c in results], ignore_index=True))
+    tuned = None
+    if args.tune:
+        from payflow.sim.tune import tune
+
+        space: dict[str, list[Any]] = {}
+        for name, values in args.tune:
+            if name in space:
+                raise ValueError(f"--tune: {name} given twice")
+            space[name] = values
+        target = args.tune_scenario or (
+            "slow-provider-day" if "slow-provider-day" in scenarios else scenarios[0]
+        )
+        tuned = tune(
+            target, args.tune_strategy, space, seeds=seeds,
+            orders=args.orders or DEFAULT_ORDERS, progress=args.progress,
+        )  # fmt: skip
     sens = None
     if args.sensitivity:
         from payflow.sim.sensitivity import sensitivity
@@ -638,6 +697,7 @@ def _report(args: argparse.Namespace) -> int:
         elapsed_s=time.perf_counter() - started,
         hourly=hourly,
         sensitivity=sens,
+        tune=tuned,
         note=note,
     )
     print(f"wrote {index} ({len(runs)} runs, {time.perf_counter() - started:.0f} s)")
@@ -675,6 +735,26 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help=f"vary customer and provider assumptions one at a time ({SENSITIVITY_ORDERS} "
         "orders per run; slower)",
+    )
+    parser.add_argument(
+        "--tune",
+        action="append",
+        type=_tune_param,
+        metavar="KNOB=v1,v2",
+        help="also tune a strategy over these knob values (repeatable; see payflow tune) "
+        "and put the best settings and the Pareto chart on the page",
+    )
+    parser.add_argument(
+        "--tune-strategy",
+        default="recommended",
+        metavar="NAME",
+        help="the strategy --tune varies (default: recommended)",
+    )
+    parser.add_argument(
+        "--tune-scenario",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="the day --tune runs on (default: slow-provider-day if shown, else the first)",
     )
     parser.add_argument(
         "--seeds",

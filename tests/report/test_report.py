@@ -96,6 +96,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ",".join(SCENARIOS),
             "--strategy",
             ",".join(STRATEGIES),
+            "--tune",
+            "retries=0,1",
+            "--tune-scenario",
+            SCENARIOS[0],
         ]
     )
     assert code == 0
@@ -176,13 +180,28 @@ def test_every_chart_is_present_and_embedded(report: Path) -> None:
     page = parse(report)
     expected = {f"{s}: harm, load and cost" for s in SCENARIOS} | {
         f"{s}: the day" for s in SCENARIOS
-    }
+    } | {"pareto"}
     assert expected <= set(page.charts)
     assert len(page.images) == len(page.charts)
     assert len(list((report / "charts").glob("*.png"))) == len(page.charts)
     for src in page.images:
         png = base64.b64decode(src.split(",", 1)[1])
         assert png.startswith(b"\x89PNG") and len(png) > 5_000  # a real picture
+
+
+def test_tune_puts_the_best_settings_and_the_pareto_chart_on_the_page(report: Path) -> None:
+    """``--tune``: a sentence at the top naming the cheapest point, the Pareto chart and
+    one table row per point of the grid."""
+    page = parse(report)
+    text = (report / "index.html").read_text(encoding="utf-8")
+    assert "pareto" in page.charts and (report / "charts" / "pareto.png").exists()
+    top = text.index('<a href="#tune">Tuned</a>')
+    assert top < text.index("<table"), "the best settings come with the verdict, first"
+    sentence = text[top : text.index("</p>", top)]
+    assert "Best settings of recommended on calm-day: retries = " in sentence
+    section = text[text.index('id="tune"') :]
+    rows = section[: section.index("</table>")].count("<tr") - 1  # minus the header row
+    assert rows == 2
 
 
 def test_pooled_counts_match_the_runs_file(report: Path) -> None:
