@@ -24,7 +24,7 @@ import math
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -210,7 +210,7 @@ def _verdict_table(rows: pd.DataFrame, scenario: str, currency: str, vmax: dict[
     return html
 
 
-def _day_chart(scenario: str, hourly: pd.DataFrame, order: Sequence[str], vmax: float) -> Any:
+def _day_chart(scenario: Any, hourly: pd.DataFrame, order: Sequence[str], vmax: float) -> Any:
     import matplotlib.pyplot as plt
 
     from payflow import plots
@@ -371,6 +371,7 @@ def build_report(
     sensitivity: pd.DataFrame | None = None,
     tune: pd.DataFrame | None = None,
     note: str = "",
+    sources: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``index.html`` (from the Jinja2 template), ``runs.csv``, ``summary.csv``,
     ``hourly.csv`` and ``charts/`` into ``out``. ``hourly`` (pooled per-hour rows),
@@ -397,6 +398,12 @@ def build_report(
     if hourly is not None:
         hourly.to_csv(out / "hourly.csv", index=False)
     scenarios = list(dict.fromkeys(summary["scenario"]))
+    # A scenario given by path (or in code) is found again by its name through ``sources``.
+    where = dict(sources or {})
+
+    def scenario_of(name: str) -> Any:
+        return load_scenario(where.get(name, name))
+
     order = strategy_order(summary)
     vmax = {
         "harmed_rate": float(summary["harmed_rate"].max()),
@@ -405,7 +412,7 @@ def build_report(
     plt.rcParams.update({"font.size": 10})
     sections: list[dict[str, Any]] = []
     for scenario in scenarios:
-        sc = load_scenario(scenario)
+        sc = scenario_of(scenario)
         currency = sc.traffic.currency
         rows = ranked(summary, scenario, order)
         fig, axes = plt.subplots(
@@ -456,7 +463,7 @@ def build_report(
         if hourly is not None:
             mine = hourly[hourly["scenario"] == scenario]
             top = float(hourly["harmed_rate"].max(skipna=True) or 0.0)
-            fig = _day_chart(scenario, mine, order, top)
+            fig = _day_chart(where.get(scenario, scenario), mine, order, top)
             day_chart = _figure(
                 f"{scenario}: the day",
                 _png(fig, charts / f"{_slug(scenario)}-day.png"),
@@ -541,7 +548,7 @@ def build_report(
     setting_keys = list(strategy_rows[0]["settings"]) if strategy_rows else []
     scenario_defs = []
     for name in scenarios:
-        sc = load_scenario(name)
+        sc = scenario_of(name)
         c = sc.customers
         scenario_defs.append(
             {
@@ -648,8 +655,8 @@ def _report(args: argparse.Namespace) -> int:
             "safeguard at a time) are left out so the default run stays near a minute and a "
             "half on two cores: add them with --ablations."
         )
-    for name in scenarios:
-        load_scenario(name)  # a clear LookupError listing valid names
+    # A clear LookupError listing the valid names; a path is remembered under its name.
+    sources = {load_scenario(name).name: name for name in scenarios}
     for name in strategies:
         get_strategy(name)
     if args.seeds < 1:
@@ -699,6 +706,7 @@ def _report(args: argparse.Namespace) -> int:
         sensitivity=sens,
         tune=tuned,
         note=note,
+        sources=sources,
     )
     print(f"wrote {index} ({len(runs)} runs, {time.perf_counter() - started:.0f} s)")
     return 0

@@ -263,3 +263,9 @@ def test_a_scenario_file_takes_a_fitted_profile_by_path(
     code = main(["simulate", "--scenario", str(scenario), "--strategy", "recommended", "--json"])
     assert code == 0
     assert '"scenario": "my-day"' in capsys.readouterr().out
+    # ... and so does the report (issue 15: `payflow report --scenario PATH`).
+    out = tmp_path / "report"
+    args = ["report", "--scenario", str(scenario), "--strategy", "naive,recommended"]
+    assert main([*args, "--seeds", "1", "--orders", "20", "--no-progress", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "my-day" in page and (out / "summary.csv").exists()
