@@ -295,8 +295,8 @@ _NEEDS: dict[str, tuple[str, str]] = {
 def _check_usable(strategy: Strategy, changed: set[str]) -> None:
     for knob in sorted(changed):
         need = _NEEDS.get(knob)
-        if need is None:
-            continue
+        if need is None or getattr(strategy, knob, None) in (None, False):
+            continue  # turning a knob off is always allowed
         field_name, what = need
         value = getattr(strategy, field_name)
         if not value or value == "none":
