@@ -13,11 +13,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["AsyncPaymentClient", "PaymentClient", "__version__"]
+__all__ = ["AsyncPaymentClient", "PaymentClient", "__version__", "is_testing", "set_testing"]
 
 _LAZY = {
     "PaymentClient": "payflow.client",
     "AsyncPaymentClient": "payflow.client",
+    "set_testing": "payflow._testing",
+    "is_testing": "payflow._testing",
 }
 
 

@@ -18,38 +18,31 @@ Errors come from :mod:`payflow.errors`; see its docstring for the tree.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import httpx
 
-from payflow import _auth, _driver, _total_timeout
-from payflow._driver import Engine, PaymentStatus, Refund, Run
+from payflow import _auth, _total_timeout
 from payflow.core import flows, validate
 from payflow.core.backoff import Rng
 from payflow.core.budget import RetryBudget
 from payflow.core.calls import Flow, Policy
-from payflow.core.errors import InvalidRequest, OutcomeUnknown, PayflowError
+from payflow.core.errors import InvalidRequest
 from payflow.core.flows import PaymentResult
 from payflow.core.keys import new_key
-from payflow.core.messages import (
-    AskOperator,
-    Authenticate,
-    Call,
-    NotSent,
-    PendingRecord,
-    Save,
-    Sleep,
-)
+from payflow.core.messages import AskOperator, PendingRecord
 from payflow.core.recheck import RecheckResult, recheck
+from payflow.core.replies import PaymentStatus, Refund
+from payflow.drivers import arun
+from payflow.drivers import run as run_flow
+from payflow.drivers._httpx import AsyncPerformer, Engine, Run, SyncPerformer, uncancellable
 from payflow.journal import Journal, JournalEntry, SqliteJournal, leased_elsewhere, owner_alive
 
 __all__ = [
@@ -61,7 +54,6 @@ __all__ = [
     "RecheckResult",
     "Refund",
     "TokenArg",
-    "test_mode",
 ]
 
 T = TypeVar("T")
@@ -78,23 +70,6 @@ TokenArg = str | Callable[[], Any]
 Operator = Callable[[AskOperator], Any]
 Verify = bool | str | os.PathLike[str] | ssl.SSLContext
 _DEFAULT: Literal["default"] = "default"
-
-
-@contextmanager
-def test_mode() -> Iterator[None]:
-    """Within this block every client's sleeps take no time (stamina style).
-
-    Retry and poll *decisions* are unchanged -- hooks still see the delays the
-    policy chose -- only the waiting is skipped.
-    """
-    _driver.testing_depth[0] += 1
-    try:
-        yield
-    finally:
-        _driver.testing_depth[0] -= 1
-
-
-test_mode.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 class _Base:
@@ -114,7 +89,6 @@ class _Base:
         hooks: Hooks = None,
         rng: Rng | None = None,
         budget: RetryBudget | Literal["default"] | None = _DEFAULT,
-        test_mode: bool = False,
         lease: float | None = None,
         operator: Operator | None = None,
         operator_interval_s: float = 60.0,
@@ -129,7 +103,6 @@ class _Base:
             hooks=hooks,
             rng=rng,
             budget=RetryBudget.aws_standard() if budget == _DEFAULT else budget,
-            test_mode=test_mode,
             lease=lease,
             operator=operator,
             operator_interval_s=operator_interval_s,
@@ -249,16 +222,6 @@ class _Base:
         validate.payment_id(payment_id)
         return (yield from flows.cancel(payment_id, self._engine.ctx))
 
-    @staticmethod
-    def _unexpected(exc: Exception) -> OutcomeUnknown:
-        """A failure that is not payflow's own (a bug, a library surprise) while a flow
-        ran: the journal keeps whatever the flow saved, so it is *outcome unknown*."""
-        _log.error("payflow: unexpected %s while a flow ran", type(exc).__name__, exc_info=exc)
-        return OutcomeUnknown(
-            f"unexpected {type(exc).__name__} while talking to the provider; treat as not "
-            "paid -- the journal keeps any payment for recover()"
-        )
-
     def _recover_failed(self, record: PendingRecord, exc: Exception) -> RecheckResult:
         """One record ``recover()`` could not settle: kept, reported, the others go on."""
         _log.error("recover: record %s kept (%s)", record.reference, exc)
@@ -279,7 +242,8 @@ class PaymentClient(_Base):
     :mod:`payflow._total_timeout`). ``hooks`` are callables
     receiving every event. ``rng`` draws keys and jitter (default
     :class:`random.SystemRandom`). ``budget`` is the retry budget shared by all
-    calls (default AWS-standard; ``None`` for none). ``test_mode`` skips sleeps.
+    calls (default AWS-standard; ``None`` for none); :func:`payflow.set_testing`
+    skips every client's sleeps in tests.
     ``lease`` is how long (s) this client owns a journal record it is working on.
 
     ``token`` is the bearer token, or a token provider: a callable returning
@@ -310,7 +274,6 @@ class PaymentClient(_Base):
         hooks: Hooks = None,
         rng: Rng | None = None,
         budget: RetryBudget | Literal["default"] | None = _DEFAULT,
-        test_mode: bool = False,
         lease: float | None = None,
         operator: Operator | None = None,
         operator_interval_s: float = 60.0,
@@ -325,7 +288,7 @@ class PaymentClient(_Base):
                 )
         super().__init__(
             base_url, client_id, token, journal, policy, client_version,
-            hooks=hooks, rng=rng, budget=budget, test_mode=test_mode, lease=lease,
+            hooks=hooks, rng=rng, budget=budget, lease=lease,
             operator=operator, operator_interval_s=operator_interval_s,
         )  # fmt: skip
         #: The SSL context of the httpx client this client made (None: ``http`` given).
@@ -340,61 +303,10 @@ class PaymentClient(_Base):
             )
 
     def _run(self, flow: Flow[T], run: Run | None = None) -> T:
-        engine, http = self._engine, self._http
-        run = Run() if run is None else run
-        send = flow.send
-        with engine.running(run):
-            try:
-                effect = next(flow)
-                while True:
-                    if type(effect) is Call:
-                        token = engine.token(run)
-                        if token is None:
-                            result: Any = NotSent("token provider failed")
-                        else:
-                            # The timeout is the attempt's total (see payflow._total_timeout).
-                            request = engine.build(http, effect, token)
-                            try:
-                                response = _total_timeout.send_sync(http, request, effect.timeout)
-                                result = engine.outcome(response, token)
-                            except httpx.RequestError as exc:
-                                result = engine.failure(exc)
-                    elif type(effect) is Sleep:
-                        seconds = engine.sleep_seconds(effect.seconds)
-                        if seconds > 0:
-                            time.sleep(seconds)
-                        result = None
-                    elif type(effect) is Authenticate:
-                        result = engine.credentials.refresh(run.token_generation)
-                    elif type(effect) is AskOperator:
-                        result = self._ask(effect)
-                    else:
-                        result = engine.perform(effect, run)
-                    effect = send(result)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            except PayflowError:
-                engine.abandon(run)
-                raise
-            except Exception as exc:
-                engine.abandon(run)
-                raise self._unexpected(exc) from exc
-            except BaseException:
-                engine.abandon(run)
-                raise
-
-    def _ask(self, question: AskOperator) -> bool:
         engine = self._engine
-        assert engine.operator is not None
-        try:
-            answer = engine.operator(question)
-            if inspect.isawaitable(answer):
-                if inspect.iscoroutine(answer):
-                    answer.close()
-                raise TypeError("the sync client cannot await the operator's answer")
-        except Exception as exc:
-            return engine.operator_failed(exc)
-        return engine.operator_answer(answer)
+        run = Run() if run is None else run
+        with engine.flow_run(run):
+            return run_flow(flow, SyncPerformer(engine, self._http, run))
 
     def pay(
         self,
@@ -502,24 +414,6 @@ class PaymentClient(_Base):
         self.close()
 
 
-async def _uncancellable(work: Awaitable[T]) -> T:
-    """Await ``work`` to its end even if the awaiting task is cancelled meanwhile.
-
-    A journal write in a worker thread finishes whatever happens to the task;
-    waiting for it means the flow's clean-up (releasing its records) runs on
-    the journal as written, not before the write lands. The cancellation is
-    then re-raised.
-    """
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        while not task.done():  # however often it is cancelled meanwhile
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.shield(task)
-        raise
-
-
 class AsyncPaymentClient(_Base):
     """The asyncio twin of :class:`PaymentClient` over ``httpx.AsyncClient``.
 
@@ -547,7 +441,6 @@ class AsyncPaymentClient(_Base):
         hooks: Hooks = None,
         rng: Rng | None = None,
         budget: RetryBudget | Literal["default"] | None = _DEFAULT,
-        test_mode: bool = False,
         lease: float | None = None,
         operator: Operator | None = None,
         operator_interval_s: float = 60.0,
@@ -557,83 +450,19 @@ class AsyncPaymentClient(_Base):
             raise TypeError(f"http: must be an httpx.AsyncClient, got {type(http).__name__}")
         super().__init__(
             base_url, client_id, token, journal, policy, client_version,
-            hooks=hooks, rng=rng, budget=budget, test_mode=test_mode, lease=lease,
+            hooks=hooks, rng=rng, budget=budget, lease=lease,
             operator=operator, operator_interval_s=operator_interval_s,
         )  # fmt: skip
         #: The SSL context of the httpx client this client made (None: ``http`` given).
         self.tls_context = tls = self._tls(http, verify)
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(verify=tls or True)
-        # Only the SQLite journal is known to be safe to call from another thread.
-        self._journal_blocks = isinstance(self._engine.journal, SqliteJournal)
-
-    async def _perform(self, effect: Any, run: Run) -> Any:
-        """A local effect; a durable journal's ``Save`` in a worker thread.
-
-        ``Forget`` stays on the loop: it ends a flow whose outcome is decided,
-        and a cancellation landing there would lose the result after the record
-        is gone (a charge nobody hears of).
-        """
-        if self._journal_blocks and type(effect) is Save:
-            return await _uncancellable(asyncio.to_thread(self._engine.perform, effect, run))
-        return self._engine.perform(effect, run)
 
     async def _run(self, flow: Flow[T], run: Run | None = None) -> T:
-        engine, http = self._engine, self._http
-        run = Run() if run is None else run
-        send = flow.send
-        with engine.running(run):
-            try:
-                effect = next(flow)
-                while True:
-                    if type(effect) is Call:
-                        token = await engine.atoken(run)
-                        if token is None:
-                            result: Any = NotSent("token provider failed")
-                        else:
-                            # The timeout is the attempt's total (see payflow._total_timeout).
-                            request = engine.build(http, effect, token)
-                            try:
-                                response = await _total_timeout.send_async(
-                                    http, request, effect.timeout
-                                )
-                                result = engine.outcome(response, token)
-                            except httpx.RequestError as exc:
-                                result = engine.failure(exc)
-                    elif type(effect) is Sleep:
-                        await asyncio.sleep(engine.sleep_seconds(effect.seconds))
-                        result = None
-                    elif type(effect) is Authenticate:
-                        result = await engine.credentials.arefresh(run.token_generation)
-                    elif type(effect) is AskOperator:
-                        result = await self._ask(effect)
-                    else:
-                        result = await self._perform(effect, run)
-                    effect = send(result)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            except PayflowError:
-                engine.abandon(run)
-                raise
-            except Exception as exc:
-                engine.abandon(run)
-                raise self._unexpected(exc) from exc
-            except BaseException:
-                engine.abandon(run)
-                raise
-
-    async def _ask(self, question: AskOperator) -> bool:
-        """The operator's answer: a plain callable is called on the loop (keep it
-        quick), an ``async`` one awaited."""
         engine = self._engine
-        assert engine.operator is not None
-        try:
-            answer = engine.operator(question)
-            if inspect.isawaitable(answer):
-                answer = await answer
-        except Exception as exc:
-            return engine.operator_failed(exc)
-        return engine.operator_answer(answer)
+        run = Run() if run is None else run
+        with engine.flow_run(run):
+            return await arun(flow, AsyncPerformer(engine, self._http, run))
 
     async def pay(
         self,
@@ -682,10 +511,10 @@ class AsyncPaymentClient(_Base):
         """Settle every journal record no live process is working on; see
         :meth:`PaymentClient.recover`."""
         engine = self._engine
-        if self._journal_blocks:
+        if isinstance(engine.journal, SqliteJournal):
             claiming = asyncio.ensure_future(asyncio.to_thread(engine.claim))
             try:
-                records = await _uncancellable(claiming)
+                records = await uncancellable(claiming)
             except asyncio.CancelledError:
                 # The claim committed in its thread: hand the records straight back.
                 if not claiming.cancelled() and claiming.exception() is None:

@@ -8,7 +8,6 @@ tests' scripted driver -- run the flows by performing the effects they yield.
 from payflow.core.backoff import Backoff, Jitter, Rng
 from payflow.core.budget import RetryBudget
 from payflow.core.calls import Context, Flow, Policy, call, poll_until_settled
-from payflow.core.drive import drive
 from payflow.core.errors import (
     AuthenticationFailed,
     ConflictError,
@@ -29,10 +28,8 @@ from payflow.core.messages import (
     Call,
     CallKind,
     Effect,
-    Emit,
     Forget,
     NotSent,
-    Now,
     Outcome,
     PendingRecord,
     Request,
@@ -55,14 +52,12 @@ __all__ = [
     "ConflictError",
     "Context",
     "Effect",
-    "Emit",
     "Flow",
     "Forget",
     "InvalidRequest",
     "Jitter",
     "KeyScope",
     "NotSent",
-    "Now",
     "Outcome",
     "OutcomeUnknown",
     "PayflowError",
@@ -91,7 +86,6 @@ __all__ = [
     "cancel",
     "classify",
     "derived_key",
-    "drive",
     "new_key",
     "pay",
     "poll_until_settled",

@@ -46,7 +46,7 @@ from payflow.core.errors import (
 )
 from payflow.core.events import StateChanged
 from payflow.core.keys import KeyScope, derived_key, new_key
-from payflow.core.messages import Emit, Forget, Now, PendingRecord, Request, Response, Save, Sleep
+from payflow.core.messages import Forget, PendingRecord, Request, Response, Save, Sleep
 from payflow.core.policy import MAX_ATTEMPTS_ALLOWED
 from payflow.core.replies import (
     ANYTHING,
@@ -139,7 +139,7 @@ class _Tracker:
         self.reference = reference
         self.state = PaymentState.INITIATED
 
-    def to(self, view: PaymentStatus, at: float) -> Emit | None:
+    def to(self, view: PaymentStatus, at: float) -> StateChanged | None:
         new = from_provider(view.state)
         old = self.state
         try:
@@ -152,7 +152,7 @@ class _Tracker:
             ) from None
         if self.state is old:
             return None
-        return Emit(StateChanged(self.reference, view.payment_id, old.value, new.value, at))
+        return StateChanged(self.reference, view.payment_id, old.value, new.value, at)
 
 
 def find_payments(order_id: str, ctx: Context) -> Flow[list[PaymentStatus]]:
@@ -226,7 +226,7 @@ def pay(
         validate.idempotency_key(key)
     sent_key = key if key is not None else payment_key(order_id, ctx)
     journal_key = sent_key if sent_key is not None else new_key(ctx.rng)
-    now: float = yield Now()
+    now: float = ctx.clock()
     record = PendingRecord(
         order_id, journal_key, "pay", amount, currency, now, key_sent=sent_key is not None
     )
@@ -341,7 +341,7 @@ def _find_created(
     attempt = -1
     while sent[0] < MAX_ATTEMPTS_ALLOWED:
         attempt += 1
-        now: float = yield Now()
+        now: float = ctx.clock()
         left = None if retry.deadline is None else retry.deadline - (now - started)
         pause = 0.0
         if attempt:
@@ -391,9 +391,8 @@ def _settle(
     payment_id = view.payment_id
     expect = Expected(record.reference, record.amount, record.currency)
     tracker = _Tracker(record.reference)
-    now: float = yield Now()
-    if (emit := tracker.to(view, now)) is not None:
-        yield emit
+    if (change := tracker.to(view, ctx.clock())) is not None:
+        yield change
     if view.state == "initiated":
         try:
             view = yield from poll_until_settled(
@@ -402,14 +401,12 @@ def _settle(
             )  # fmt: skip
         except PollingTimedOut as stopped:
             view = yield from _give_up_polling(record, ctx, refs, stopped.by)
-        now = yield Now()
-        if (emit := tracker.to(view, now)) is not None:
-            yield emit
+        if (change := tracker.to(view, ctx.clock())) is not None:
+            yield change
     if view.state == "reserved" and ctx.policy.capture:
         view = yield from capture(payment_id, record.amount, ctx, record.reference, expect)
-        now = yield Now()
-        if (emit := tracker.to(view, now)) is not None:
-            yield emit
+        if (change := tracker.to(view, ctx.clock())) is not None:
+            yield change
     if view.money_taken:
         return PaymentResult(
             record.reference,
@@ -563,7 +560,7 @@ def refund(
     if key is None:
         key = refund_key(payment_id, reference)  # a caller asking again reuses it
     validate.idempotency_key(key)
-    now: float = yield Now()
+    now: float = ctx.clock()
     record = PendingRecord(reference, key, "refund", amount, currency, now, payment_id)
     yield Save(record)
     refs: dict[str, Any] = {

@@ -8,10 +8,10 @@ effect             what the driver does                         what it sends ba
 =================  ===========================================  ======================
 :class:`Call`      send the request, give up after ``timeout``  an :data:`Outcome`
 :class:`Sleep`     wait ``seconds``                             ``None``
-:class:`Now`       read its clock                               seconds as ``float``
 :class:`Save`      commit the record durably                    ``None``
 :class:`Forget`    delete the record                            ``None``
-:class:`Emit`      pass the event to hooks / monitors           ``None``
+an event          pass it to hooks / monitors (events from     ``None``
+                  :mod:`payflow.core.events` travel bare)
 :class:`Authen-    a request was refused with 401: get fresh    ``True`` if it has
  ticate`           credentials for the next send                credentials to try
 :class:`AskOper-   ask the operator whether to keep waiting     ``True``: keep polling,
@@ -39,10 +39,8 @@ __all__ = [
     "Call",
     "CallKind",
     "Effect",
-    "Emit",
     "Forget",
     "NotSent",
-    "Now",
     "Outcome",
     "PendingRecord",
     "Request",
@@ -197,11 +195,6 @@ class Sleep:
 
 
 @dataclass(frozen=True, slots=True)
-class Now:
-    """Ask the driver for its clock (seconds, monotonic or virtual)."""
-
-
-@dataclass(frozen=True, slots=True)
 class Save:
     """Durably record ``record`` (replacing any record with the same key).
 
@@ -220,13 +213,6 @@ class Forget:
     """Remove the journal record kept under ``idempotency_key``."""
 
     idempotency_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """Hand an event (a frozen dataclass from :mod:`payflow.core.events`) to hooks."""
-
-    event: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,4 +241,6 @@ class AskOperator:
     waited_s: float
 
 
-Effect = Call | Sleep | Now | Save | Forget | Emit | Authenticate | AskOperator
+#: What a flow asks its driver to do (events of :mod:`payflow.core.events` are yielded too,
+#: bare: the driver hands them to hooks).
+Effect = Call | Sleep | Save | Forget | Authenticate | AskOperator

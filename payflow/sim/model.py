@@ -48,9 +48,9 @@ from payflow.core.errors import (
 from payflow.core.events import Attempt, AttemptResult, Retry, repeat_kind
 from payflow.core.keys import derived_key
 from payflow.core.messages import AskOperator, Call, Request, Response
+from payflow.drivers._simpy import FlowIO, SimJournal, run_flow
 from payflow.provider.faults import DAY_S
 from payflow.provider.ledger import Ledger
-from payflow.sim.driver import FlowIO, Journal, run_flow
 from payflow.sim.provider import ProviderModel
 from payflow.sim.scenarios import Scenario
 from payflow.sim.strategies import Strategy
@@ -66,7 +66,7 @@ _RECHECK_BATCH = 16
 class Order:
     """One order: what its customer did and saw, and what its flows counted.
 
-    Doubles as the :class:`~payflow.sim.driver.Sink` of every flow run for it.
+    Doubles as the :class:`~payflow.drivers._simpy.Sink` of every flow run for it.
     ``trace`` holds core events and ``(time, kind, detail)`` tuples when
     tracing is on.
     """
@@ -228,7 +228,7 @@ class Day:
             queue_limit=scenario.queue_limit,
             on_commit=self._on_commit if trace else None,
         )
-        self.journal = Journal()
+        self.journal = SimJournal()
         self.io = FlowIO(env, self.provider.submit, self.journal, self._operator)
         self.budget = strategy.new_budget()
         self.backend_rng = random.Random(f"{stream}:backend")
@@ -276,8 +276,14 @@ class Day:
         return self
 
     def context(self) -> Context:
-        strategy = self.strategy
-        return Context(strategy.policy, self.backend_rng, self.budget, strategy.operator_every_s)
+        strategy, env = self.strategy, self.env
+        return Context(
+            strategy.policy,
+            self.backend_rng,
+            self.budget,
+            strategy.operator_every_s,
+            clock=lambda: env.now,
+        )
 
     def _operator(self, question: AskOperator) -> bool:
         """The operator at the till: keeps waiting until the order's patience is spent.

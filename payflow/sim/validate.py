@@ -27,8 +27,8 @@ import simpy
 from payflow.core import Backoff, Context, Jitter, Policy, RetryBudget, RetryPolicy, call
 from payflow.core.messages import CallKind, Request, Response
 from payflow.core.policy import PollSchedule, Timeouts
+from payflow.drivers._simpy import FlowIO, SimJournal, run_flow
 from payflow.provider.faults import FaultDraw, FaultProfile, Faults
-from payflow.sim.driver import FlowIO, Journal, run_flow
 from payflow.sim.provider import ProviderModel
 
 __all__ = ["amplification", "erlang_c_wait", "mmc", "retry_storm"]
@@ -158,7 +158,7 @@ def amplification(
     policy = RetryPolicy(
         max_attempts=retries + 1, deadline=None, backoff=Backoff(Jitter.CONSTANT, 0.01, 0.01)
     )
-    ctx = Context(Policy(retry=policy), random.Random(f"{seed}:client"))
+    ctx = Context(Policy(retry=policy), random.Random(f"{seed}:client"), clock=lambda: env.now)
     env = simpy.Environment()
     model = ProviderModel(
         env,
@@ -167,7 +167,7 @@ def amplification(
         random.Random(f"{seed}:provider"),
         service=_failing_service(p, 0.001),
     )
-    io = FlowIO(env, model.submit, Journal())
+    io = FlowIO(env, model.submit, SimJournal())
     sink = _Counter()
     successes = [0]
     request = Request("GET", "/v10/payments/p", kind=CallKind.READ)
@@ -232,7 +232,7 @@ def retry_storm(
         polling=PollSchedule(),
     )
     budget = RetryBudget.grpc() if strategy == "backoff+budget" else None
-    ctx = Context(policy, random.Random(f"{seed}:client"), budget)
+    ctx = Context(policy, random.Random(f"{seed}:client"), budget, clock=lambda: env.now)
     env = simpy.Environment()
     services = random.Random(f"{seed}:services")
 
@@ -240,7 +240,7 @@ def retry_storm(
         return FaultDraw(services.expovariate(1 / service_s), 0.0, "ok")
 
     model = ProviderModel(env, None, _bare_profile(servers), random.Random(seed), service=service)
-    io = FlowIO(env, model.submit, Journal())
+    io = FlowIO(env, model.submit, SimJournal())
     windows = int(duration_s // window_s)
     offered = [0] * windows
     good = [0] * windows

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from payflow import set_testing
 from payflow.client import AsyncPaymentClient, PaymentClient
 from payflow.core import Policy, PollSchedule, RetryPolicy, Timeouts
 from payflow.core.backoff import Backoff, Jitter
@@ -187,6 +188,14 @@ class ClientAdapter:
 MakeClient = Callable[..., ClientAdapter]
 
 
+@pytest.fixture(autouse=True)
+def _test_mode() -> Iterator[None]:
+    """Every client test runs in test mode (no real sleeps) unless it asks for them
+    (``make_client(sleeps=True)``); the previous setting is restored after it."""
+    with set_testing(True):
+        yield
+
+
 @pytest.fixture(params=["sync", "async"])
 def make_client(request: pytest.FixtureRequest, provider: Provider) -> Iterator[MakeClient]:
     """``make_client(**kwargs)``: a client of the parametrised kind against ``provider``.
@@ -200,7 +209,8 @@ def make_client(request: pytest.FixtureRequest, provider: Provider) -> Iterator[
     def make(**kwargs: Any) -> ClientAdapter:
         capture: list[httpx.Request] | None = kwargs.pop("capture", None)
         kwargs.setdefault("policy", fast_policy())
-        kwargs.setdefault("test_mode", True)
+        if kwargs.pop("sleeps", False):
+            set_testing(False)  # this test measures real waiting (restored after it)
         kwargs.setdefault("budget", None)
         args = (
             kwargs.pop("base_url", provider.base_url),

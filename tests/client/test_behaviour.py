@@ -85,7 +85,7 @@ def test_declined(provider: Provider, make_client: MakeClient) -> None:
 def test_polls_with_the_providers_delay(provider: Provider, make_client: MakeClient) -> None:
     provider.set_payer(PayerModel(approve_probability=1.0, decide_after_s=(0.05, 0.05)))
     events = EventLog()
-    client = make_client(hooks=[events], test_mode=False)
+    client = make_client(hooks=[events], sleeps=True)
     oid = order_id()
     result = client.pay(oid, 100)
     assert result.state == "captured"

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from payflow._driver import Engine, Run
 from payflow.core import NotSent, PendingRecord, Policy, TimedOut
-from payflow.core.messages import Forget, Save
+from payflow.core.messages import Save
+from payflow.drivers._httpx import Engine, Run
 from payflow.errors import PaymentInProgress
 from payflow.journal import MemoryJournal, SqliteJournal, leased_elsewhere
 
@@ -25,7 +25,7 @@ def engine(journal: Any = None) -> Engine:
     return Engine(
         "http://127.0.0.1:1", "pos-1", TOKEN, journal=journal, policy=Policy(),
         client_version="1.0.0", hooks=None, rng=random.Random(1), budget=None,
-        test_mode=True, lease=60.0,
+        lease=60.0,
     )  # fmt: skip
 
 
@@ -86,22 +86,22 @@ def test_the_token_is_redacted_from_everything_the_provider_says() -> None:
 def test_a_first_save_is_refused_while_the_order_has_a_payment(kind: str, tmp_path: Path) -> None:
     journal = MemoryJournal() if kind == "memory" else SqliteJournal(tmp_path / "j.db")
     eng, run = engine(journal), Run()
-    eng.perform(Save(record("o-1", "k-1"), first=True), run)
+    eng.save(Save(record("o-1", "k-1"), first=True), run)
     assert run.saved == {"k-1"}
     other = Run()
     with pytest.raises(PaymentInProgress) as info:
-        eng.perform(Save(record("o-1", "k-2"), first=True), other)
+        eng.save(Save(record("o-1", "k-2"), first=True), other)
     assert info.value.reference == "o-1" and other.saved == set()
     assert [r.idempotency_key for r in journal.pending()] == ["k-1"]
     # Another order, or a later save of the same payment, is not refused.
-    eng.perform(Save(record("o-2", "k-3"), first=True), other)
-    eng.perform(Save(record("o-1", "k-1", payment_id="p-1")), run)
+    eng.save(Save(record("o-2", "k-3"), first=True), other)
+    eng.save(Save(record("o-1", "k-1", payment_id="p-1")), run)
     assert {r.idempotency_key: r.payment_id for r in journal.pending()} == {
         "k-1": "p-1", "k-3": None,
     }  # fmt: skip
     # Once the first payment's record is gone, the order may be paid again.
-    eng.perform(Forget("k-1"), run)
-    eng.perform(Save(record("o-1", "k-4"), first=True), Run())
+    eng.forget("k-1", run)
+    eng.save(Save(record("o-1", "k-4"), first=True), Run())
     assert {r.idempotency_key for r in journal.pending()} == {"k-3", "k-4"}
 
 
@@ -115,17 +115,17 @@ def test_the_refusal_says_what_to_do(state: str, payment_id: str | None, words: 
     eng = engine(journal)
     journal.save(record("o-1", "k-1", state=state, payment_id=payment_id), eng.owner, 1e12)
     with pytest.raises(PaymentInProgress) as info:
-        eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+        eng.save(Save(record("o-1", "k-2"), first=True), Run())
     assert words in str(info.value) and "nothing was sent" in str(info.value)
 
 
 def test_saves_and_forgets_reach_the_journal_with_a_lease(tmp_path: Path) -> None:
     journal = SqliteJournal(tmp_path / "j.db")
     eng, run = engine(journal), Run()
-    eng.perform(Save(record("o-1", "k-1")), run)
+    eng.save(Save(record("o-1", "k-1")), run)
     [entry] = journal.entries()
     assert entry.owner == eng.owner and entry.lease_until > 0 and run.saved == {"k-1"}
-    eng.perform(Forget("k-1"), run)
+    eng.forget("k-1", run)
     assert journal.pending() == [] and run.saved == set()
 
 
@@ -140,8 +140,8 @@ def test_a_first_save_is_owned_and_leased(kind: str, tmp_path: Path) -> None:
 
     journal = MemoryJournal() if kind == "memory" else SqliteJournal(tmp_path / "j.db")
     eng = engine(journal)
-    eng.perform(Save(record("o-1", "k-1"), first=True), Run())
-    eng.perform(Save(record("o-2", "k-2")), Run())
+    eng.save(Save(record("o-1", "k-1"), first=True), Run())
+    eng.save(Save(record("o-2", "k-2")), Run())
     for entry in journal.entries():
         assert entry.owner == eng.owner
         assert time.time() + 50 < entry.lease_until <= time.time() + 60
@@ -152,7 +152,7 @@ def test_a_refusal_names_a_payment_of_ours_in_progress_even_past_its_lease() -> 
     eng = engine(journal)
     journal.save(record("o-1", "k-1"), eng.owner, 1.0)  # ours, lease run out
     with pytest.raises(PaymentInProgress, match="in progress"):
-        eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+        eng.save(Save(record("o-1", "k-2"), first=True), Run())
 
 
 def test_a_refusal_asks_the_journal_whether_the_owner_lives() -> None:
@@ -160,7 +160,7 @@ def test_a_refusal_asks_the_journal_whether_the_owner_lives() -> None:
     eng = engine(journal)
     journal.save(record("o-1", "k-1"), "elsewhere:1:x", 1e12)  # leased by a dead owner
     with pytest.raises(PaymentInProgress, match="stopped process") as info:
-        eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+        eng.save(Save(record("o-1", "k-2"), first=True), Run())
     assert info.value.payment_id is None
 
 
@@ -169,7 +169,7 @@ def test_a_refusal_names_a_paid_payment_left_for_acknowledge() -> None:
     eng = engine(journal)
     journal.save(record("o-1", "k-1", payment_id="p-1"))  # nobody's: a stopped process's
     with pytest.raises(PaymentInProgress, match="awaits acknowledge") as info:
-        eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+        eng.save(Save(record("o-1", "k-2"), first=True), Run())
     assert info.value.payment_id == "p-1"
 
 
@@ -189,13 +189,13 @@ class DuckJournal:
 def test_a_journal_without_begin_is_saved_to_without_the_guard() -> None:
     duck = DuckJournal()
     eng = engine(duck)
-    eng.perform(Save(record("o-1", "k-1"), first=True), Run())
-    eng.perform(Save(record("o-1", "k-2"), first=True), Run())
+    eng.save(Save(record("o-1", "k-1"), first=True), Run())
+    eng.save(Save(record("o-1", "k-2"), first=True), Run())
     assert [r.idempotency_key for r in duck.pending()] == ["k-1", "k-2"]
 
 
 def test_a_refusal_falls_back_to_the_process_table_without_alive() -> None:
-    from payflow._driver import _in_progress
+    from payflow.drivers._httpx import _in_progress
     from payflow.journal import JournalEntry
 
     entry = JournalEntry(record("o-1", "k-1"), "other-host:1:x", 1e12, 1.0)

@@ -278,7 +278,7 @@ def test_async_client_keeps_the_event_loop_free_during_journal_writes(
         task = asyncio.create_task(ticker())
         async with AsyncPaymentClient(
             provider.base_url, provider.client_id, provider.token, journal,
-            policy=fast_policy(), test_mode=True, budget=None,
+            policy=fast_policy(), budget=None,
         ) as client:  # fmt: skip
             result = await client.pay(order_id(), 100)
         stop.set()
@@ -344,7 +344,7 @@ def test_async_pay_cancelled_during_a_journal_write_releases_its_record(
     journal = _GatedJournal(tmp_path / "gated.db", "save")
     client = AsyncPaymentClient(
         provider.base_url, provider.client_id, provider.token, journal,
-        policy=fast_policy(), test_mode=True, budget=None,
+        policy=fast_policy(), budget=None,
     )  # fmt: skip
     oid = order_id()
     _cancel_while_gated(journal, lambda: client.pay(oid, 100), cancels)
@@ -352,7 +352,7 @@ def test_async_pay_cancelled_during_a_journal_write_releases_its_record(
     assert entry.lease_until == 0.0  # released after the write, not re-leased by it
     [outcome] = PaymentClient(
         provider.base_url, provider.client_id, provider.token, journal,
-        policy=fast_policy(), test_mode=True, budget=None,
+        policy=fast_policy(), budget=None,
     ).recover()  # fmt: skip
     # Taken at once (no lease to wait out) and settled: the replayed create's
     # payment is cancelled, or refunded if the payer was quicker.
@@ -371,7 +371,7 @@ def test_async_recover_cancelled_during_its_claim_hands_the_records_back(
     journal.save(PendingRecord(order_id(), "key-abandoned-1", "pay", 100, "DKK", 0.0))
     client = AsyncPaymentClient(
         provider.base_url, provider.client_id, provider.token, journal,
-        policy=fast_policy(), test_mode=True, budget=None,
+        policy=fast_policy(), budget=None,
     )  # fmt: skip
     _cancel_while_gated(journal, client.recover, cancels)
     [entry] = journal.entries()

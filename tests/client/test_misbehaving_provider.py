@@ -431,8 +431,8 @@ def test_two_clients_sharing_a_journal_pay_one_order_once(
     """Two clients on one SQLite journal (as two processes would be): one create."""
     path = tmp_path / "shared.db"
     args = (provider.base_url, provider.client_id, provider.token)
-    a = PaymentClient(*args, journal=path, policy=fast_policy(), test_mode=True, budget=None)
-    b = PaymentClient(*args, journal=path, policy=fast_policy(), test_mode=True, budget=None)
+    a = PaymentClient(*args, journal=path, policy=fast_policy(), budget=None)
+    b = PaymentClient(*args, journal=path, policy=fast_policy(), budget=None)
     order = order_id("shared")
     try:
         with pytest.raises(OutcomeUnknown):  # a's payment: unknown, kept for recover()

@@ -92,10 +92,10 @@ class World:
         self.profile = profile
         self.provider = Provider(running, profile)
         self.sync = PaymentClient(running.base_url, running.client_id, running.token,
-                                  policy=POLICY, test_mode=True, budget=None)  # fmt: skip
+                                  policy=POLICY, budget=None)  # fmt: skip
         self.loop = _LoopThread()
         self.aio = AsyncPaymentClient(running.base_url, running.client_id, running.token,
-                                      policy=POLICY, test_mode=True, budget=None)  # fmt: skip
+                                      policy=POLICY, budget=None)  # fmt: skip
 
     def close(self) -> None:
         self.sync.close()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import payflow
-from payflow.client import AsyncPaymentClient, PaymentClient, test_mode
+from payflow import is_testing, set_testing
+from payflow.client import AsyncPaymentClient, PaymentClient
 from payflow.core import Policy, RetryPolicy
 from payflow.core.backoff import Backoff, Jitter
 from payflow.errors import InvalidRequest, JournalError, OutcomeUnknown, PayflowError
@@ -67,7 +68,7 @@ def test_no_token_in_errors_or_logs(provider: Provider, caplog: pytest.LogCaptur
     caplog.set_level(logging.DEBUG)
     client = PaymentClient(
         provider.base_url, provider.client_id, provider.token,
-        policy=fast_policy(), test_mode=True, budget=None,
+        policy=fast_policy(), budget=None,
     )  # fmt: skip
     provider.profile.push(*(["lost"] * 3 + ["error_before"] * 3))
     with pytest.raises(OutcomeUnknown) as info:
@@ -83,15 +84,25 @@ def test_no_token_in_errors_or_logs(provider: Provider, caplog: pytest.LogCaptur
         assert provider.token not in text  # ...without the token
 
 
-def test_test_mode_context_skips_sleeps(provider: Provider) -> None:
+def test_set_testing_skips_sleeps_and_restores(provider: Provider) -> None:
     slow = Policy(retry=RetryPolicy(backoff=Backoff(Jitter.CONSTANT, 2.0, 2.0)))
     client = PaymentClient(provider.base_url, provider.client_id, provider.token, policy=slow)
-    provider.profile.push("error_before", "error_before")
-    started = time.monotonic()
-    with test_mode():
-        client.pay(order_id(), 100)
-    assert time.monotonic() - started < 1.5
+    with set_testing(False):
+        assert not is_testing()
+        provider.profile.push("error_before", "error_before")
+        started = time.monotonic()
+        with set_testing():
+            assert is_testing()
+            client.pay(order_id(), 100)  # two retries of 2 s each, not waited for
+        assert time.monotonic() - started < 1.5
+        assert not is_testing()  # the block restored what it replaced
+    assert is_testing()  # ...and so did the outer one (this suite runs in test mode)
     client.close()
+
+
+def test_set_testing_refuses_a_non_bool() -> None:
+    with pytest.raises(TypeError, match="True or False"):
+        set_testing("yes")  # type: ignore[arg-type]
 
 
 def test_errors_are_one_tree() -> None:

@@ -150,7 +150,7 @@ def test_a_token_expiring_between_polls_ends_in_one_payment(
         ):
             provider.running.expire_tokens()  # the token expires while the payer decides
 
-    client = make_client(token=_source(tokens, _kind(request)), hooks=hook, test_mode=False)
+    client = make_client(token=_source(tokens, _kind(request)), hooks=hook, sleeps=True)
     order = order_id()
     assert client.pay(order, 2500).state == "captured"
     assert [p["state"] for p in provider.payments(order)] == ["captured"]
@@ -196,7 +196,7 @@ def test_tokens_are_fetched_again_before_they_expire(
     state.token_ttl = 0.2
     try:
         client = make_client(token=_source(tokens, _kind(request)), hooks=events.append,
-                             test_mode=False)  # fmt: skip
+                             sleeps=True)  # fmt: skip
         assert client.pay(order_id(), 900).state == "captured"
     finally:
         state.token_ttl = 60.0
@@ -257,7 +257,7 @@ def _operator(kind: str, answer: Callable[[AskOperator], Any]) -> Callable[[AskO
 
 
 def _token_client(make_client: MakeClient, provider: Provider, kind: str, **kw: Any) -> Any:
-    return make_client(token=_source(Tokens(provider), kind), test_mode=False, **kw)
+    return make_client(token=_source(Tokens(provider), kind), sleeps=True, **kw)
 
 
 def test_the_operator_keeps_waiting_and_the_payment_goes_through(

@@ -24,14 +24,14 @@ from payflow.core import (
 from payflow.core.backoff import Backoff, Jitter
 from payflow.core.events import Attempt, OperatorAsked, Reauthenticated, Retry, repeat_kind
 
-from .scripted import ScriptedDriver, error, ok
+from .scripted import ScriptedDriver, clock, error, ok
 
 FAST = RetryPolicy(deadline=30.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
 
 
 def ctx(operator_every: float | None = None, **policy: Any) -> Context:
     policy.setdefault("retry", FAST)
-    return Context(Policy(**policy), random.Random(3), None, operator_every)
+    return Context(Policy(**policy), random.Random(3), None, operator_every, clock=clock)
 
 
 def payment(state: str, pid: str = "p-1") -> dict[str, Any]:
@@ -94,8 +94,7 @@ def test_two_401s_while_polling_keep_the_record() -> None:
 def test_recheck_with_two_401s_keeps_the_record() -> None:
     d = ScriptedDriver(lambda req, now: error(401), fresh_credentials=True)
     record = pay("o-1", 1000, "DKK", ctx())
-    next(record)  # Now
-    saved = record.send(0.0)
+    saved = next(record)
     rec = saved.record  # type: ignore[union-attr]
     d.journal[rec.idempotency_key] = rec
     assert d.run(recheck(rec, ctx())).action == "kept" and len(d.journal) == 1

@@ -34,14 +34,14 @@ from payflow.core import (
 )
 from payflow.core.events import Attempt, GaveUp, Retry
 
-from .scripted import ScriptedDriver, error, ok
+from .scripted import ScriptedDriver, clock, error, ok
 
 FAST = RetryPolicy(deadline=30.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
 
 
 def ctx(**policy: Any) -> Context:
     policy.setdefault("retry", FAST)
-    return Context(Policy(**policy), random.Random(3))
+    return Context(Policy(**policy), random.Random(3), clock=clock)
 
 
 def payment(state: str, pid: str = "p-1", **extra: Any) -> dict[str, Any]:
@@ -105,7 +105,14 @@ def test_per_order_key_is_shared_by_two_submits() -> None:
     a = ScriptedDriver([ok(payment("captured"), 201)])
     b = ScriptedDriver([ok(payment("captured"), 201)])
     a.run(pay("o-1", 1000, "DKK", ctx(key_scope=KeyScope.PER_ORDER)))
-    b.run(pay("o-1", 1000, "DKK", Context(Policy(key_scope=KeyScope.PER_ORDER), random.Random(9))))
+    b.run(
+        pay(
+            "o-1",
+            1000,
+            "DKK",
+            Context(Policy(key_scope=KeyScope.PER_ORDER), random.Random(9), clock=b.now),
+        )
+    )
     assert a.calls[0][1].idempotency_key == b.calls[0][1].idempotency_key
 
 
@@ -177,7 +184,7 @@ def test_polling_deadline_cancels() -> None:
     d = ScriptedDriver(provider)
     with pytest.raises(PaymentCancelled):
         d.run(pay("o-1", 1000, "DKK", ctx(polling=PollSchedule(deadline=5.0))))
-    assert d.now < 5.0 + 3  # never waits past the polling deadline (+ the cancel call)
+    assert d.clock < 5.0 + 3  # never waits past the polling deadline (+ the cancel call)
     assert d.journal == {}
 
 
@@ -403,7 +410,7 @@ def test_in_progress_past_the_deadline_is_unknown_not_a_conflict() -> None:
     policy = RetryPolicy(deadline=10.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
     with pytest.raises(OutcomeUnknown):
         d.run(pay("o-1", 1000, "DKK", ctx(retry=policy)))
-    assert d.now <= 10.0 and len(sends) <= 6
+    assert d.clock <= 10.0 and len(sends) <= 6
     assert next(iter(d.journal.values())).state == "recheck"
 
 
@@ -414,7 +421,14 @@ def test_resends_after_an_unknown_create_spend_the_retry_budget() -> None:
     budget.tokens = 4.0  # below half: every retry is refused
     d = ScriptedDriver(_resend_provider(5.0, sends))
     with pytest.raises(OutcomeUnknown):
-        d.run(pay("o-1", 1000, "DKK", Context(Policy(retry=FAST), random.Random(3), budget)))
+        d.run(
+            pay(
+                "o-1",
+                1000,
+                "DKK",
+                Context(Policy(retry=FAST), random.Random(3), budget, clock=clock),
+            )
+        )
     assert len(sends) == 1  # the lost create only: no retry, no re-send
     assert budget.retries_refused >= 2  # the policy's retry and the re-send
     assert next(iter(d.journal.values())).state == "recheck"
@@ -422,7 +436,7 @@ def test_resends_after_an_unknown_create_spend_the_retry_budget() -> None:
     sends.clear()
     full = RetryBudget.grpc(max_tokens=10.0)
     d = ScriptedDriver(_resend_provider(5.0, sends))
-    ctx_full = Context(Policy(retry=FAST), random.Random(3), full)
+    ctx_full = Context(Policy(retry=FAST), random.Random(3), full, clock=clock)
     assert d.run(pay("o-1", 1000, "DKK", ctx_full)).state == "captured"
     assert len(sends) > 1 and full.retries_allowed == len(sends) - 1
 
@@ -454,7 +468,12 @@ def test_a_successful_resend_is_refunded_like_a_retried_call(first: str, price: 
     one_attempt = RetryPolicy(max_attempts=1, deadline=30.0)
     d = ScriptedDriver(provider)
     result = d.run(
-        pay("o-1", 1000, "DKK", Context(Policy(retry=one_attempt), random.Random(3), budget))
+        pay(
+            "o-1",
+            1000,
+            "DKK",
+            Context(Policy(retry=one_attempt), random.Random(3), budget, clock=clock),
+        )
     )
     assert result.state == "captured" and len(creates) == 2
     assert spent == [price]
@@ -466,7 +485,7 @@ def test_every_create_timing_out_never_passes_the_deadline() -> None:
     policy = RetryPolicy(deadline=10.0)
     with pytest.raises(OutcomeUnknown):
         d.run(pay("o-1", 1000, "DKK", ctx(retry=policy)))
-    assert d.now <= 10.0
+    assert d.clock <= 10.0
     assert len(d.calls) <= 6
 
 
@@ -500,7 +519,7 @@ def test_refund_without_key_derives_it_from_the_reference() -> None:
     a = ScriptedDriver([ok(refunded(), 201)])
     b = ScriptedDriver([ok(refunded(), 201)])
     a.run(refund("p-1", 500, "rf-1", ctx()))
-    b.run(refund("p-1", 500, "rf-1", Context(Policy(), random.Random(99))))
+    b.run(refund("p-1", 500, "rf-1", Context(Policy(), random.Random(99), clock=b.now)))
     assert a.calls[0][1].idempotency_key == b.calls[0][1].idempotency_key
 
 

@@ -69,7 +69,7 @@ from payflow.core.replies import (
     read_refund,
 )
 
-from .scripted import ScriptedDriver, error, ok
+from .scripted import ScriptedDriver, clock, error, ok
 
 KEY = "key-1"
 FAST = RetryPolicy(deadline=30.0, backoff=Backoff(Jitter.CONSTANT, 0.1, 0.1))
@@ -83,15 +83,18 @@ class Driver(ScriptedDriver):
     """A scripted driver that also keeps every effect (to see ``Save.first``)."""
 
     def __init__(self, script: Any, oversleep: float = 0.0, **kw: Any) -> None:
-        super().__init__(script, now=T0, **kw)
+        super().__init__(script, clock=T0, **kw)
         self.effects: list[Effect] = []
         self.oversleep = oversleep  # a sleep that lasts longer than asked (a busy machine)
 
-    def perform(self, effect: Effect) -> Any:
-        self.effects.append(effect)
-        if isinstance(effect, Sleep):
-            self.now += self.oversleep
-        return super().perform(effect)
+    def save(self, save: Save) -> None:
+        self.effects.append(save)
+        super().save(save)
+
+    def sleep(self, sleep: Sleep) -> None:
+        self.effects.append(sleep)
+        super().sleep(sleep)
+        self.clock += self.oversleep
 
     @property
     def firsts(self) -> list[bool]:
@@ -119,7 +122,7 @@ class Driver(ScriptedDriver):
 
 def ctx(rng: int = 3, budget: RetryBudget | None = None, **policy: Any) -> Context:
     policy.setdefault("retry", FAST)
-    return Context(Policy(**policy), random.Random(rng), budget)
+    return Context(Policy(**policy), random.Random(rng), budget, clock=clock)
 
 
 def body(state: str, pid: str = "p-1", **extra: Any) -> dict[str, Any]:
@@ -482,7 +485,7 @@ def test_a_resend_never_starts_that_could_not_finish_by_the_deadline() -> None:
     policy = RetryPolicy(max_attempts=1, deadline=1.0, backoff=Backoff(Jitter.CONSTANT, 0.25, 0.25),
                          min_attempt_timeout=0.25)  # fmt: skip
     d = Driver(lambda req, now: error(409, "request_in_progress"), latency=0.25)
-    d.now = 0.0
+    d.clock = 0.0
     with pytest.raises(OutcomeUnknown):
         d.run(pay("o-1", 1000, "DKK", ctx(retry=policy, polling=PollSchedule(default_delay=0.25)),
                   key=KEY))  # fmt: skip

@@ -26,7 +26,7 @@ from payflow.core import (
     pay,
 )
 
-from .scripted import ScriptedDriver, ok
+from .scripted import ScriptedDriver, clock, ok
 
 outcomes = st.one_of(
     st.just(TimedOut()),
@@ -54,8 +54,8 @@ def check_the_deadline_is_never_exceeded(examples: int) -> None:
         request = Request("POST", "/v10/payments", {"amount": 1}, "k" if keyed else None)
         d = ScriptedDriver(script)
         with contextlib.suppress(PayflowError):
-            d.run(call(request, Context(Policy(retry=policy), random.Random(seed))))
-        assert d.now <= deadline + 1e-9
+            d.run(call(request, Context(Policy(retry=policy), random.Random(seed), clock=d.now)))
+        assert d.clock <= deadline + 1e-9
         assert len(d.calls) <= attempts
 
     prop()
@@ -100,6 +100,7 @@ def check_retries_share_a_key_and_operations_never_do(examples: int) -> None:
         ctx = Context(
             Policy(key_scope=scope, retry=RetryPolicy(max_attempts=6, deadline=None)),
             random.Random(seed),
+            clock=clock,
         )
         keys_by_order: dict[str, set[str | None]] = {}
         for n, faults in enumerate(fault_lists):
@@ -132,6 +133,7 @@ def check_a_keyless_post_is_never_retried_after_an_unknown_outcome(examples: int
         ctx = Context(
             Policy(key_scope=KeyScope.NONE, retry=RetryPolicy(max_attempts=6, deadline=None)),
             random.Random(seed),
+            clock=clock,
         )
         d = ScriptedDriver(_faulty_provider(faults))
         with contextlib.suppress(PayflowError):

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+from payflow.drivers._httpx import read_reply
 
-from payflow._driver import read_reply
 from payflow.core.api import IDEMPOTENCY_HEADER
 from payflow.provider.faults import (
     BODY_MANGLES,

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from payflow.core.messages import Request
+from payflow.drivers._simpy import SimJournal
 from payflow.provider.ledger import DEFAULT_RESERVATION_EXPIRY_S, Ledger, PayerModel
 from payflow.sim import get_strategy, load_scenario, run
-from payflow.sim.driver import Journal
 from payflow.sim.metrics import order_frame, summarize
 from payflow.sim.model import Order
 
@@ -64,7 +64,7 @@ class Script:
         )
         day: Any = SimpleNamespace(
             ledger=self.ledger,
-            journal=Journal(),
+            journal=SimJournal(),
             orders=self.orders,
             scenario=scenario,
             env=SimpleNamespace(now=end),

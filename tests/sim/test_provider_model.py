@@ -10,9 +10,9 @@ import simpy
 from payflow.core import Context, Policy, RetryPolicy, Timeouts, api, flows
 from payflow.core.events import AttemptResult
 from payflow.core.messages import Call, NotSent, TimedOut
+from payflow.drivers._simpy import FlowIO, SimJournal, run_flow
 from payflow.provider.faults import FaultDraw, FaultProfile, Faults
 from payflow.provider.ledger import Ledger, PayerModel
-from payflow.sim.driver import FlowIO, Journal, run_flow
 from payflow.sim.provider import ProviderModel
 
 INSTANT = PayerModel(approve_probability=1.0, decide_after_s=(0.0, 0.0))
@@ -39,7 +39,7 @@ def _model(env: simpy.Environment, draw: FaultDraw, capacity: int = 4) -> Provid
 def test_the_provider_charges_behind_a_client_timeout() -> None:
     env = simpy.Environment()
     model = _model(env, FaultDraw(1.0, 5.0, "ok"))  # commits at 1 s, answers at 6 s
-    io = FlowIO(env, model.submit, Journal())
+    io = FlowIO(env, model.submit, SimJournal())
     request = api.create_payment("order-1", 1000, "DKK", "key-1")
     outcome: list[Any] = []
 
@@ -81,7 +81,7 @@ def test_lost_errors_and_throttles() -> None:
     for action in ("lost", "error_after", "error_before", "reset", "throttle"):
         env = simpy.Environment()
         model = _model(env, FaultDraw(0.1, 0.1, action))  # type: ignore[arg-type]
-        io = FlowIO(env, model.submit, Journal())
+        io = FlowIO(env, model.submit, SimJournal())
         request = api.create_payment("order-1", 1000, "DKK", "key-1")
 
         def client(action: str = action, io: FlowIO = io, request: Any = request) -> Any:
@@ -109,11 +109,11 @@ def test_a_provider_that_is_down_refuses_connections() -> None:
 def test_run_flow_drives_core_pay_to_a_payment() -> None:
     env = simpy.Environment()
     model = _model(env, FaultDraw(0.2, 0.1, "ok"))
-    journal = Journal()
+    journal = SimJournal()
     io = FlowIO(env, model.submit, journal)
     sink = Sink()
     policy = Policy(retry=RetryPolicy(timeouts=Timeouts(write=2.0, read=1.0, poll=1.0)))
-    ctx = Context(policy, random.Random(3))
+    ctx = Context(policy, random.Random(3), clock=lambda: env.now)
     result: list[Any] = []
 
     def backend() -> Any:

@@ -16,6 +16,7 @@ import simpy
 
 from payflow.core import api
 from payflow.core.messages import Call, Response, TimedOut
+from payflow.drivers._simpy import FlowIO, SimJournal
 from payflow.provider.faults import (
     BODY_MANGLES,
     ODD_POLL_DELAY_VALUES,
@@ -27,7 +28,6 @@ from payflow.provider.faults import (
     Mangle,
 )
 from payflow.provider.ledger import PAYMENT_STATES, Ledger, PayerModel
-from payflow.sim.driver import FlowIO, Journal
 from payflow.sim.provider import ProviderModel
 
 INSTANT = PayerModel(approve_probability=1.0, decide_after_s=(0.0, 0.0))
@@ -44,7 +44,7 @@ def _call(draw: FaultDraw, timeout: float = 30.0) -> tuple[Any, float, ProviderM
     """One create through the model: (outcome, when it arrived, model, submit's estimate)."""
     env = simpy.Environment()
     model = _model(env, draw)
-    io = FlowIO(env, model.submit, Journal())
+    io = FlowIO(env, model.submit, SimJournal())
     got: list[Any] = []
 
     def client() -> Any:

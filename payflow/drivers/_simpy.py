@@ -1,24 +1,27 @@
-"""The SimPy driver: runs the shipped :mod:`payflow.core` flows on a virtual clock.
+"""The SimPy performer: runs the shipped :mod:`payflow.core` flows on a virtual clock.
+
+Rule: a flow in the simulation is the flow you deploy; only the performer
+differs. :func:`run_flow` hands a :class:`SimPerformer` to the one effect loop
+(:func:`payflow.drivers.run_in_simpy`):
 
 =================  =================================================================
-effect             what this driver does
+effect             what the performer does
 =================  =================================================================
-``Call``           submits the request to the :class:`~payflow.sim.provider.ProviderModel`
-                   and races the reply against ``env.timeout(timeout)``; the loser
-                   is ignored, and the provider keeps working on a request the
-                   client gave up on
-``Sleep``          ``yield env.timeout(seconds)``
-``Now``            ``env.now``
-``Save/Forget``    an in-memory journal (a dict keyed by idempotency key)
-``Emit``           hands the event to the flow's sink (metrics and traces)
+``Call``           submits the request to the provider model and races the reply
+                   against the call's timeout; the loser is ignored, and the
+                   provider keeps working on a request the client gave up on
+``Sleep``          ``env.timeout(seconds)``
+``Save/Forget``    an in-memory journal (:class:`SimJournal`, a dict by key)
+an event           hands it to the sink (metrics and traces)
 ``Authenticate``   ``False``: the modelled provider never refuses credentials
 ``AskOperator``    ``FlowIO.operator(question)``: the modelled operator's answer
                    (``True``, keep waiting, when there is none)
 =================  =================================================================
 
-The race is the same as ``yield reply | env.timeout(t)`` but built from one
-event and a callback on the timer, which is cheaper than a SimPy condition
-on the hot path (every provider call goes through it).
+The flows read the clock themselves (``Context.clock``: ``env.now``). The
+race is the same as ``yield reply | env.timeout(t)`` but built from one event
+and a callback on the timer, which is cheaper than a SimPy condition on the
+hot path (every provider call goes through it).
 
 Use it from any SimPy process with ``result = yield from run_flow(flow, io, sink)``;
 exceptions raised by the flow propagate to that process unchanged.
@@ -36,16 +39,15 @@ from payflow.core.messages import (
     AskOperator,
     Authenticate,
     Call,
-    Emit,
     Forget,
-    Now,
     PendingRecord,
     Save,
     Sleep,
     TimedOut,
 )
+from payflow.drivers._loop import run_in_simpy
 
-__all__ = ["FlowIO", "Journal", "Sink", "run_flow"]
+__all__ = ["FlowIO", "SimJournal", "SimPerformer", "Sink", "run_flow"]
 
 T = TypeVar("T")
 
@@ -60,7 +62,7 @@ class Sink(Protocol):
     def on_event(self, event: Any) -> None: ...
 
 
-class Journal:
+class SimJournal:
     """The in-memory twin of the SQLite journal: pending records by key.
 
     ``owners`` counts the live flows that saved each key, so a reconciler
@@ -107,7 +109,7 @@ class FlowIO:
         self,
         env: simpy.Environment,
         submit: Callable[[Any, simpy.Event], float | None],
-        journal: Journal,
+        journal: SimJournal,
         operator: Callable[[AskOperator], bool] | None = None,
     ) -> None:
         self.env = env
@@ -135,56 +137,54 @@ def _expire(reply: simpy.Event) -> Callable[[simpy.Event], None]:
     return expire
 
 
+class SimPerformer:
+    """Performs one flow run's effects in the simulation; remembers the keys it saved."""
+
+    __slots__ = ("emit", "env", "io", "on_call", "owned")
+
+    def __init__(self, io: FlowIO, sink: Sink) -> None:
+        self.io, self.env = io, io.env
+        self.owned: list[str] = []
+        self.on_call = sink.on_call
+        self.emit = sink.on_event  # events go straight to the sink: no extra frame
+
+    def call(self, call: Call) -> simpy.Event:
+        self.on_call(call, self.env.now)
+        return self.io.call(call)
+
+    def sleep(self, sleep: Sleep) -> simpy.Event:
+        return self.env.timeout(sleep.seconds)
+
+    def save(self, save: Save) -> None:
+        record = save.record
+        key = record.idempotency_key
+        journal = self.io.journal
+        if key not in self.owned:
+            journal.claim(key)
+            self.owned.append(key)
+        journal.records[key] = record
+
+    def forget(self, forget: Forget) -> None:
+        self.io.journal.records.pop(forget.idempotency_key, None)
+
+    def authenticate(self, authenticate: Authenticate) -> bool:
+        return False
+
+    def ask_operator(self, question: AskOperator) -> bool:
+        operator = self.io.operator
+        return True if operator is None else operator(question)
+
+
 def run_flow(flow: Flow[T], io: FlowIO, sink: Sink) -> Generator[simpy.Event, Any, T]:
     """Drive ``flow`` to its end inside a SimPy process; return its result.
 
     If the process is interrupted (a backend crash), the flow is closed and
     the interrupt propagates; journal records it saved stay, unowned.
     """
-    env = io.env
-    journal = io.journal
-    records = journal.records
-    owned: list[str] = []
-    send = flow.send
-    on_event, on_call, call, timeout = sink.on_event, sink.on_call, io.call, env.timeout
-    value: Any = None
+    performer = SimPerformer(io, sink)
     try:
-        while True:
-            try:
-                effect = send(value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            cls = effect.__class__
-            if cls is Now:
-                value = env.now
-            elif cls is Emit:
-                on_event(effect.event)  # type: ignore[union-attr]
-                value = None
-            elif cls is Call:
-                on_call(effect, env.now)  # type: ignore[arg-type]
-                value = yield call(effect)  # type: ignore[arg-type]
-            elif cls is Sleep:
-                yield timeout(effect.seconds)  # type: ignore[union-attr]
-                value = None
-            elif cls is Save:
-                record = effect.record  # type: ignore[union-attr]
-                key = record.idempotency_key
-                if key not in owned:
-                    journal.claim(key)
-                    owned.append(key)
-                records[key] = record
-                value = None
-            elif cls is Forget:
-                records.pop(effect.idempotency_key, None)  # type: ignore[union-attr]
-                value = None
-            elif cls is AskOperator:
-                operator = io.operator
-                value = True if operator is None else operator(effect)  # type: ignore[arg-type]
-            elif cls is Authenticate:
-                value = False
-            else:  # pragma: no cover - the core yields nothing else
-                raise TypeError(f"unknown effect {effect!r}")
+        return (yield from run_in_simpy(flow, performer))
     finally:
         flow.close()
-        for key in owned:
-            journal.release(key)
+        for key in performer.owned:
+            io.journal.release(key)

@@ -1,46 +1,52 @@
-"""What the sync and async clients share: everything but the lines doing network I/O.
+"""The httpx performers: the clients' side of the effect loop, one screen each.
 
-:class:`Engine` turns a :class:`~payflow.core.messages.Call` into an
-``httpx.Request``, turns what came back into a core outcome, and performs the
-effects that need no network (clock, journal, hooks). The clients in
-:mod:`payflow.client` add only ``send`` and ``sleep``.
+Rule: nothing here decides anything about money -- :mod:`payflow.core` does.
+:class:`Engine` holds a client's configuration and performs what needs no
+network (journal, hooks, credentials); :class:`SyncPerformer` and
+:class:`AsyncPerformer` add the two things that differ between ``httpx.Client``
+and ``httpx.AsyncClient``: sending a request within the attempt's total
+timeout, and sleeping. :mod:`payflow.drivers._loop` hands them the effects.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import logging
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
+from payflow import _total_timeout
 from payflow._auth import Credentials, TokenUnavailable
+from payflow._testing import is_testing
 from payflow.core import api
 from payflow.core.backoff import Rng
 from payflow.core.budget import RetryBudget
 from payflow.core.calls import Context, Policy
-from payflow.core.errors import InvalidRequest, PaymentInProgress
+from payflow.core.errors import InvalidRequest, OutcomeUnknown, PayflowError, PaymentInProgress
 from payflow.core.messages import (
     AskOperator,
+    Authenticate,
     Call,
-    Effect,
-    Emit,
     Forget,
     NotSent,
-    Now,
+    Outcome,
     PendingRecord,
     Response,
     Save,
+    Sleep,
     TimedOut,
     json_object,
 )
-from payflow.core.replies import PaymentStatus, Refund
 from payflow.journal import (
     Journal,
     JournalEntry,
@@ -51,16 +57,9 @@ from payflow.journal import (
     owner_id,
 )
 
-__all__ = [
-    "Engine",
-    "PaymentStatus",
-    "Refund",
-    "Run",
-    "read_reply",
-    "testing_active",
-    "testing_depth",
-]
+__all__ = ["AsyncPerformer", "Engine", "Run", "SyncPerformer", "read_reply"]
 
+T = TypeVar("T")
 _log = logging.getLogger("payflow.client")
 _VERSION = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}")
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
@@ -95,15 +94,6 @@ def _redact(value: Any, token: str) -> Any:
     if isinstance(value, list):
         return [_redact(v, token) for v in value]
     return value
-
-
-#: How many ``test_mode()`` blocks are open (stamina-style global switch).
-testing_depth = [0]
-
-
-def testing_active() -> bool:
-    """True inside :func:`payflow.client.test_mode`."""
-    return testing_depth[0] > 0
 
 
 @dataclass(slots=True, eq=False)
@@ -194,7 +184,6 @@ class Engine:
         hooks: Iterable[Callable[[Any], object]] | Callable[[Any], object] | None,
         rng: Rng | None,
         budget: RetryBudget | None,
-        test_mode: bool,
         lease: float | None,
         operator: Callable[[AskOperator], object] | None = None,
         operator_interval_s: float = 60.0,
@@ -235,13 +224,13 @@ class Engine:
             raise InvalidRequest("lease", f"must be > 0 seconds, got {lease!r}")
         self.lease = float(lease)
         self.policy = policy
-        self.test_mode = bool(test_mode)
         # SystemRandom by default: keys stay unique even in processes forked after start-up.
         self.ctx = Context(
             policy,
             rng if rng is not None else secrets.SystemRandom(),
             budget,
             float(operator_interval_s) if operator is not None else None,
+            clock=time.monotonic,
         )
         self.journal, self.owns_journal = open_journal(journal)
         self.instance = secrets.token_hex(6)
@@ -349,44 +338,40 @@ class Engine:
         return TimedOut(type(exc).__name__)
 
     def sleep_seconds(self, seconds: float) -> float:
-        """How long a Sleep really waits: zero in test mode."""
-        return 0.0 if self.test_mode or testing_depth[0] > 0 else seconds
+        """How long a Sleep really waits: zero in test mode (:func:`payflow.set_testing`)."""
+        return 0.0 if is_testing() else seconds
 
     # ------------------------------------------------------------- local effects
-    def perform(self, effect: Effect, run: Run) -> Any:
-        """Perform a clock, journal or hook effect."""
-        kind = type(effect)
-        if kind is Now:
-            return time.monotonic()
-        if kind is Emit:
-            self.emit(effect.event)  # type: ignore[union-attr]
-            return None
-        if kind is Save:
-            record: PendingRecord = effect.record  # type: ignore[union-attr]
-            # Noted first: a flow cancelled while the write runs (async: in a thread)
-            # still releases the record for recover() (releasing a missing one is a no-op).
-            run.saved.add(record.idempotency_key)
-            until = time.time() + self.lease
-            begin = getattr(self.journal, "begin", None) if effect.first else None  # type: ignore[union-attr]
-            if begin is None:
-                self.journal.save(record, self.owner, until)
-                return None
-            in_the_way = begin(record, self.owner, until)
-            if in_the_way is not None:
-                run.saved.discard(record.idempotency_key)
-                raise _in_progress(record, in_the_way, self.owner, self.journal)
-            return None
-        if kind is Forget:
-            key: str = effect.idempotency_key  # type: ignore[union-attr]
-            try:
-                self.journal.forget(key)
-            except Exception:
-                # The outcome is final and already decided; a stale record is settled
-                # by a later recover(). Raising here could hide a taken payment.
-                _log.error("journal: could not forget record %s", key, exc_info=True)
-            run.saved.discard(key)
-            return None
-        raise TypeError(f"unknown effect {effect!r}")
+    def save(self, save: Save, run: Run) -> None:
+        """Write ``save.record`` to the journal, leased to this client.
+
+        A new payment's first save (``save.first``) goes through the journal's
+        ``begin`` when it has one: refused while the order has a payment in
+        flight, which raises :class:`PaymentInProgress` (nothing was sent).
+        """
+        record = save.record
+        # Noted first: a flow cancelled while the write runs (async: in a thread)
+        # still releases the record for recover() (releasing a missing one is a no-op).
+        run.saved.add(record.idempotency_key)
+        until = time.time() + self.lease
+        begin = getattr(self.journal, "begin", None) if save.first else None
+        if begin is None:
+            self.journal.save(record, self.owner, until)
+            return
+        in_the_way = begin(record, self.owner, until)
+        if in_the_way is not None:
+            run.saved.discard(record.idempotency_key)
+            raise _in_progress(record, in_the_way, self.owner, self.journal)
+
+    def forget(self, key: str, run: Run) -> None:
+        """Delete the record kept under ``key``; a failure is logged, never raised."""
+        try:
+            self.journal.forget(key)
+        except Exception:
+            # The outcome is final and already decided; a stale record is settled
+            # by a later recover(). Raising here could hide a taken payment.
+            _log.error("journal: could not forget record %s", key, exc_info=True)
+        run.saved.discard(key)
 
     def emit(self, event: object) -> None:
         """Hand ``event`` to every hook; a failing hook is logged and skipped."""
@@ -402,7 +387,7 @@ class Engine:
     def forget_kept(self, run: Run) -> None:
         """Forget every record ``run`` left in the journal (its caller has the outcome)."""
         for key in list(run.saved):
-            self.perform(Forget(key), run)
+            self.forget(key, run)
 
     def abandon(self, run: Run) -> None:
         """A flow stopped abnormally: let ``recover()`` take its records at once."""
@@ -416,6 +401,30 @@ class Engine:
             self.journal.release(keys, self.owner)
         except Exception:
             _log.error("journal: could not release %d record(s)", len(keys), exc_info=True)
+
+    @contextmanager
+    def flow_run(self, run: Run) -> Iterator[Run]:
+        """Run one flow: ``run`` is in progress meanwhile; if the flow stops
+        abnormally its records are let go at once, and a failure that is not
+        payflow's own becomes :class:`OutcomeUnknown` (the journal keeps
+        whatever the flow saved)."""
+        with self.running(run):
+            try:
+                yield run
+            except PayflowError:
+                self.abandon(run)
+                raise
+            except Exception as exc:
+                self.abandon(run)
+                _log.error("payflow: unexpected %s while a flow ran", type(exc).__name__,
+                           exc_info=exc)  # fmt: skip
+                raise OutcomeUnknown(
+                    f"unexpected {type(exc).__name__} while talking to the provider; treat "
+                    "as not paid -- the journal keeps any payment for recover()"
+                ) from exc
+            except BaseException:
+                self.abandon(run)
+                raise
 
     @contextmanager
     def running(self, run: Run) -> Iterator[Run]:
@@ -459,3 +468,132 @@ class Engine:
         """Close the journal if the client opened it."""
         if self.owns_journal:
             self.journal.close()
+
+
+class SyncPerformer:
+    """Performs one flow run's effects for :class:`~payflow.client.PaymentClient`."""
+
+    __slots__ = ("engine", "http", "run")
+
+    def __init__(self, engine: Engine, http: httpx.Client, run: Run) -> None:
+        self.engine, self.http, self.run = engine, http, run
+
+    def call(self, call: Call) -> Outcome:
+        engine = self.engine
+        token = engine.token(self.run)
+        if token is None:
+            return NotSent("token provider failed")
+        request = engine.build(self.http, call, token)
+        try:  # the timeout is the attempt's total (see payflow._total_timeout)
+            response = _total_timeout.send_sync(self.http, request, call.timeout)
+        except httpx.RequestError as exc:
+            return engine.failure(exc)
+        return engine.outcome(response, token)
+
+    def sleep(self, sleep: Sleep) -> None:
+        seconds = self.engine.sleep_seconds(sleep.seconds)
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def save(self, save: Save) -> None:
+        self.engine.save(save, self.run)
+
+    def forget(self, forget: Forget) -> None:
+        self.engine.forget(forget.idempotency_key, self.run)
+
+    def authenticate(self, authenticate: Authenticate) -> bool:
+        return self.engine.credentials.refresh(self.run.token_generation)
+
+    def ask_operator(self, question: AskOperator) -> bool:
+        engine = self.engine
+        assert engine.operator is not None
+        try:
+            answer = engine.operator(question)
+            if inspect.isawaitable(answer):
+                if inspect.iscoroutine(answer):
+                    answer.close()
+                raise TypeError("the sync client cannot await the operator's answer")
+        except Exception as exc:
+            return engine.operator_failed(exc)
+        return engine.operator_answer(answer)
+
+    def emit(self, event: object) -> None:
+        self.engine.emit(event)
+
+
+class AsyncPerformer:
+    """Performs one flow run's effects for :class:`~payflow.client.AsyncPaymentClient`.
+
+    With a :class:`SqliteJournal` a ``Save`` (an fsync) runs in a worker thread
+    so other payments on the loop go on; ``Forget`` stays on the loop: it ends a
+    flow whose outcome is decided, and a cancellation landing in a thread hop
+    there could lose the result after the record is gone.
+    """
+
+    __slots__ = ("blocks", "engine", "http", "run")
+
+    def __init__(self, engine: Engine, http: httpx.AsyncClient, run: Run) -> None:
+        self.engine, self.http, self.run = engine, http, run
+        # Only the SQLite journal is known to be safe to call from another thread.
+        self.blocks = isinstance(engine.journal, SqliteJournal)
+
+    async def call(self, call: Call) -> Outcome:
+        engine = self.engine
+        token = await engine.atoken(self.run)
+        if token is None:
+            return NotSent("token provider failed")
+        request = engine.build(self.http, call, token)
+        try:  # the timeout is the attempt's total (see payflow._total_timeout)
+            response = await _total_timeout.send_async(self.http, request, call.timeout)
+        except httpx.RequestError as exc:
+            return engine.failure(exc)
+        return engine.outcome(response, token)
+
+    async def sleep(self, sleep: Sleep) -> None:
+        await asyncio.sleep(self.engine.sleep_seconds(sleep.seconds))
+
+    async def save(self, save: Save) -> None:
+        if self.blocks:
+            await uncancellable(asyncio.to_thread(self.engine.save, save, self.run))
+        else:
+            self.engine.save(save, self.run)
+
+    async def forget(self, forget: Forget) -> None:
+        self.engine.forget(forget.idempotency_key, self.run)
+
+    async def authenticate(self, authenticate: Authenticate) -> bool:
+        return await self.engine.credentials.arefresh(self.run.token_generation)
+
+    async def ask_operator(self, question: AskOperator) -> bool:
+        """A plain operator callable is called on the loop (keep it quick), an
+        ``async`` one awaited."""
+        engine = self.engine
+        assert engine.operator is not None
+        try:
+            answer = engine.operator(question)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except Exception as exc:
+            return engine.operator_failed(exc)
+        return engine.operator_answer(answer)
+
+    def emit(self, event: object) -> None:
+        self.engine.emit(event)
+
+
+async def uncancellable(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even if the awaiting task is cancelled meanwhile.
+
+    A journal write in a worker thread finishes whatever happens to the task;
+    waiting for it means the flow's clean-up (releasing its records) runs on
+    the journal as written, not before the write lands. The cancellation is
+    then re-raised.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():  # however often it is cancelled meanwhile
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(task)
+        raise
