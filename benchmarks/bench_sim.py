@@ -8,7 +8,9 @@ Prints, all from this one run on this machine:
    their ratios to the bare rate (per order and per provider call);
 3. peak memory of that day, in a fresh child process (``VmHWM``, and the
    interpreter's baseline so the day's own share is visible);
-4. sweep speed-up: the same small ``payflow.sim.sweep`` on a process pool of 1 and 2
+4. the effect protocol, counted: effects and dataclass records per provider call on
+   the happy path, against the figures before the one-loop redesign;
+5. sweep speed-up: the same small ``payflow.sim.sweep`` on a process pool of 1 and 2
    workers, three times (median and range: a shared host drifts between runs; only
    meaningful on an otherwise idle machine with >= 2 cores).
 
@@ -24,13 +26,20 @@ import statistics
 import subprocess
 import sys
 import time
+import types
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import ClassVar
 
 import simpy
 
-from payflow.sim import run
+from payflow.core import Policy, Response, flows
+from payflow.core.calls import Context
+from payflow.core.messages import Call, Sleep
+from payflow.drivers import ScriptedPerformer, run
+from payflow.sim import run as run_day
+from payflow.sim.strategies import get_strategy
 from payflow.sim.sweep import sweep
 
 
@@ -100,7 +109,7 @@ def events_scheduled(work: Callable[[], object]) -> int:
 
 def day(orders: int, scenario: str, strategy: str) -> tuple[float, int, dict[str, object]]:
     start = time.perf_counter()
-    result = run(scenario, strategy, seed=0, orders=orders, trace=False)
+    result = run_day(scenario, strategy, seed=0, orders=orders, trace=False)
     elapsed = time.perf_counter() - start
     return elapsed, int(result.summary["provider_calls"]), result.summary
 
@@ -153,53 +162,99 @@ def sweep_seconds(workers: int, orders: int, seeds: int) -> float:
     return time.perf_counter() - start
 
 
-def flows_alone(orders: int = 20_000, strategy: str = "recommended") -> tuple[float, int]:
-    """Orders/s of the shipped pay flow alone: an instant scripted provider, no SimPy,
-    no ledger (create, three polls while the payer decides, capture). Any model that
-    runs the shipped flows pays at least this per order. Returns (orders/s, calls/order)."""
-    from payflow.core import Call, Now, Response, Sleep, drive, flows
-    from payflow.core.calls import Context
-    from payflow.sim.strategies import get_strategy
+class _InstantProvider:
+    """A performer answering the happy path at once: create, polls while the payer
+    decides (pending twice), capture. Counts provider calls."""
 
+    def __init__(self, responses: dict[str, object]) -> None:
+        self.responses, self.clock, self.polls, self.calls = responses, 0.0, 0, 0
+
+    def now(self) -> float:
+        return self.clock
+
+    def call(self, call: Call) -> object:
+        self.calls += 1
+        op = call.request.operation
+        if op == "poll":
+            self.polls += 1
+            return self.responses["pending" if self.polls < 3 else "reserved"]
+        return self.responses[op if op == "create" else "capture"]
+
+    def sleep(self, sleep: Sleep) -> None:
+        self.clock += sleep.seconds
+
+    def save(self, save: object) -> None: ...
+    def forget(self, forget: object) -> None: ...
+    def emit(self, event: object) -> None: ...
+    def authenticate(self, authenticate: object) -> bool:
+        return False
+
+    def ask_operator(self, question: object) -> bool:
+        return True
+
+
+def _happy_path_replies() -> dict[str, object]:
     def body(state: str) -> dict[str, object]:
         return {"paymentId": "p-1", "orderId": "o-1", "amount": 1000, "currency": "DKK",
                 "state": state, "pollDelayInMs": 1000, "refundedAmount": 0}  # fmt: skip
 
-    created, pending = Response(201, body("initiated")), Response(200, body("initiated"))
-    reserved, captured = Response(200, body("reserved")), Response(200, body("captured"))
+    return {
+        "create": Response(201, body("initiated")),
+        "pending": Response(200, body("initiated")),
+        "reserved": Response(200, body("reserved")),
+        "capture": Response(200, body("captured")),
+    }
+
+
+def flows_alone(orders: int = 20_000, strategy: str = "recommended") -> tuple[float, int]:
+    """Orders/s of the shipped pay flow alone: an instant scripted provider, no SimPy,
+    no ledger (create, three polls while the payer decides, capture). Any model that
+    runs the shipped flows pays at least this per order. Returns (orders/s, calls/order)."""
     st = get_strategy(strategy)
     rng = random.Random(0)
+    replies = _happy_path_replies()
     calls = 0
-
-    def one(order_id: str) -> None:
-        nonlocal calls
-        clock, polls = [0.0], [0]
-
-        def perform(effect: object) -> object:
-            nonlocal calls
-            if effect.__class__ is Now:
-                return clock[0]
-            if effect.__class__ is Sleep:
-                clock[0] += effect.seconds  # type: ignore[attr-defined]
-                return None
-            if effect.__class__ is Call:
-                calls += 1
-                op = effect.request.operation  # type: ignore[attr-defined]
-                if op == "create":
-                    return created
-                if op == "poll":
-                    polls[0] += 1
-                    return pending if polls[0] < 3 else reserved
-                return captured
-            return None
-
-        drive(flows.pay(order_id, 1000, "DKK", Context(st.policy, rng, st.new_budget())), perform)
-
-    ids = [f"order-{i:06d}" for i in range(orders)]
     start = time.perf_counter()
-    for order_id in ids:
-        one(order_id)
+    for _ in range(orders):  # the replies name order o-1: every order is o-1 (no journal here)
+        provider = _InstantProvider(replies)
+        ctx = Context(st.policy, rng, st.new_budget(), clock=provider.now)
+        run(flows.pay("o-1", 1000, "DKK", ctx), provider)  # type: ignore[arg-type]
+        calls += provider.calls
     return orders / (time.perf_counter() - start), calls // orders
+
+
+#: The protocol before the one-loop redesign (commit f474fd8, same happy path, same
+#: count): 39 effects (17 clock reads, 13 Emit wrappers) and 53 dataclass records.
+BEFORE_REDESIGN = {"effects per call": 39 / 4, "records per call": 53 / 4}
+
+
+def protocol_per_call() -> dict[str, float]:
+    """Effects yielded and dataclass records built per provider call on the happy
+    path of ``pay`` (create, poll, poll, capture), counted -- not timed: every
+    effect through the loop, and every ``__init__`` of a dataclass (effects,
+    events, requests, replies, records) while the flow runs."""
+    counted: Counter[str] = Counter()
+
+    def profile(frame: types.FrameType, event: str, arg: object) -> None:
+        code = frame.f_code
+        if event == "call" and code.co_name == "__init__" and code.co_filename == "<string>":
+            counted["records"] += 1  # dataclasses' generated __init__
+
+    replies = _happy_path_replies()
+    script = ScriptedPerformer(
+        [replies["create"], replies["pending"], replies["reserved"], replies["capture"]]
+    )
+    flow = flows.pay("o-1", 1000, "DKK", script.context(Policy(), random.Random(3)))
+    sys.setprofile(profile)
+    try:
+        script.run(flow)
+    finally:
+        sys.setprofile(None)
+    calls = len(script.calls)
+    return {
+        "effects per call": len(script.log) / calls,
+        "records per call": counted["records"] / calls,
+    }
 
 
 def _bare_job(seed: int) -> float:
@@ -257,7 +312,7 @@ def main() -> None:
     counted: dict[str, object] = {}
 
     def counted_day() -> None:
-        counted.update(run(args.scenario, args.strategy, seed=0, orders=count_orders,
+        counted.update(run_day(args.scenario, args.strategy, seed=0, orders=count_orders,
                            trace=False).summary)  # fmt: skip
 
     per_order = events_scheduled(counted_day) / count_orders
@@ -267,6 +322,15 @@ def main() -> None:
         f"({per_call:.1f} per provider call) against {per_customer:.1f} per bare customer: "
         f"if an event cost what a bare one does and the model's own logic nothing, the "
         f"per-order ratio would be about {per_customer / per_order:.2f} at most"
+    )
+
+    after = protocol_per_call()
+    print(
+        "effect protocol, happy-path pay (4 calls), counted: "
+        + ", ".join(
+            f"{name} {after[name]:.2f} (before the redesign {BEFORE_REDESIGN[name]:.2f})"
+            for name in after
+        )
     )
 
     flow_rate, flow_calls = flows_alone()

@@ -21,7 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-EVENT_MARKERS = ("Emit(", "Attempt(", "Retry(", "GaveUp(", "Poll(", "StateChanged(", "_log.")
+EVENT_MARKERS = ("Attempt(", "Retry(", "GaveUp(", "Poll(", "StateChanged(", "_log.")
 
 
 class _Strings(ast.NodeTransformer):
