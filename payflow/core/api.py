@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from payflow.core.messages import CallKind, Request
-from payflow.core.replies import FINAL_PAYMENT_STATES, MONEY_TAKEN_STATES
+from payflow.core.states import FINAL_PAYMENT_STATES, MONEY_TAKEN_STATES
 from payflow.core.validate import payment_id as _checked
 
 __all__ = [
@@ -33,7 +33,7 @@ CLIENT_ID_HEADER = "x-ibm-client-id"
 CLIENT_VERSION_HEADER = "x-mobilepay-client-system-version"
 CORRELATION_HEADER = "x-correlation-id"
 
-# MONEY_TAKEN_STATES and FINAL_PAYMENT_STATES are defined once, in payflow.core.replies.
+# MONEY_TAKEN_STATES and FINAL_PAYMENT_STATES are defined once, in payflow.core.states.
 
 
 def create_payment(

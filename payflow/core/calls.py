@@ -46,6 +46,7 @@ from payflow.core.messages import (
 from payflow.core.policy import Done, GiveUp, PollSchedule, RetryAfter, RetryPolicy, Verdict
 from payflow.core.policy import retry_after_seconds as _retry_after
 from payflow.core.replies import ANYTHING, Expected, PaymentStatus, read_payment
+from payflow.core.states import PaymentState as S
 
 __all__ = ["Context", "Flow", "Policy", "PollingTimedOut", "call", "poll_until_settled"]
 
@@ -358,7 +359,7 @@ def poll_until_settled(
                 last_ms = view.poll_delay_ms if view.poll_delay_ms is not None else last_ms
                 failures = 0
                 yield Poll(payment_id, reference, view.state, last_ms, now)
-                if view.state != "initiated":
+                if view.stage is not S.PENDING:
                     return view
                 continue
         elif (

@@ -57,7 +57,15 @@ from payflow.core.replies import (
     read_payments,
     read_refund,
 )
-from payflow.core.states import IllegalTransition, PaymentState, advance, from_provider
+from payflow.core.states import (
+    MONEY_HELD,
+    NOTHING_TAKEN,
+    IllegalTransition,
+    PaymentState,
+    advance,
+    from_provider,
+)
+from payflow.core.states import PaymentState as S
 
 __all__ = [
     "PaymentResult",
@@ -137,7 +145,7 @@ class _Tracker:
 
     def __init__(self, reference: str) -> None:
         self.reference = reference
-        self.state = PaymentState.INITIATED
+        self.state = PaymentState.SENT
 
     def to(self, view: PaymentStatus, at: float) -> StateChanged | None:
         new = from_provider(view.state)
@@ -182,7 +190,7 @@ def _explain_conflict(order_id: str, ctx: Context, resp: Response, **refs: Any) 
             "the journal keeps it for recheck",
             correlation_id=resp.correlation_id, status=409, code=code, **refs,
         ) from exc  # fmt: skip
-    if any(p.state not in ("declined", "cancelled", "expired") for p in payments):
+    if any(p.stage not in NOTHING_TAKEN for p in payments):
         raise OutcomeUnknown(
             f"{what} but the order has a payment that may be this one; treat as not paid "
             "-- the journal keeps it for recheck",
@@ -380,8 +388,8 @@ def _find_created(
 
 def _pick(payments: list[PaymentStatus]) -> PaymentStatus | None:
     """Of several payments for one order, the one that matters most."""
-    rank = {"captured": 0, "reserved": 1, "initiated": 2}
-    return min(payments, key=lambda p: rank.get(p.state, 3), default=None)
+    rank = {S.CAPTURED: 0, S.RESERVED: 1, S.PENDING: 2}
+    return min(payments, key=lambda p: rank.get(p.stage, 3), default=None)
 
 
 def _settle(
@@ -393,7 +401,7 @@ def _settle(
     tracker = _Tracker(record.reference)
     if (change := tracker.to(view, ctx.clock())) is not None:
         yield change
-    if view.state == "initiated":
+    if view.stage is S.PENDING:
         try:
             view = yield from poll_until_settled(
                 payment_id, ctx, record.reference, view.poll_delay_ms, expect=expect,
@@ -403,7 +411,7 @@ def _settle(
             view = yield from _give_up_polling(record, ctx, refs, stopped.by)
         if (change := tracker.to(view, ctx.clock())) is not None:
             yield change
-    if view.state == "reserved" and ctx.policy.capture:
+    if view.stage in MONEY_HELD and ctx.policy.capture:
         view = yield from capture(payment_id, record.amount, ctx, record.reference, expect)
         if (change := tracker.to(view, ctx.clock())) is not None:
             yield change
@@ -417,10 +425,10 @@ def _settle(
             refs.get("idempotency_key"),
             view.correlation_id,
         )
-    if view.state == "initiated":  # the provider still waits for the payer: not settled
+    if view.stage is S.PENDING:  # the provider still waits for the payer: not settled
         raise OutcomeUnknown("the payment is still pending; the journal keeps it", **refs)
     yield Forget(record.idempotency_key)  # declined, cancelled or expired: confirmed
-    if view.state == "cancelled":
+    if view.stage is S.CANCELLED:
         raise PaymentCancelled("the payment was cancelled", **refs)
     raise PaymentDeclined(f"the payment was {view.state}", **refs)
 
@@ -439,7 +447,7 @@ def _give_up_polling(
         except PayflowError:
             pass
         else:
-            if view.state != "initiated":
+            if view.stage is not S.PENDING:
                 return view  # cancelled -- or it completed in the race: the real state
     why = "the operator gave up waiting" if by == "operator" else "polling deadline reached"
     raise OutcomeUnknown(f"{why}; treat as declined -- the journal keeps it for recheck", **refs)
@@ -460,7 +468,7 @@ def capture(
     if expect.amount is None:
         expect = replace(expect, amount=amount)
     request = api.capture_payment(payment_id, amount)
-    view = yield from _confirmed(request, "captured", payment_id, ctx, reference, expect)
+    view = yield from _confirmed(request, S.CAPTURED, payment_id, ctx, reference, expect)
     if view is not None:
         return view
     # 409, no answer, an odd reply: the reservation stands (money is taken); read it.
@@ -469,7 +477,7 @@ def capture(
 
 def _confirmed(
     request: Request,
-    state: str,
+    state: PaymentState,
     payment_id: str,
     ctx: Context,
     reference: str,
@@ -487,7 +495,7 @@ def _confirmed(
         view = read_payment(resp.body, payment_id=payment_id, expect=expect, what=request.operation)
     except ReplyNotUnderstood:
         return None
-    return view if view.state == state else None
+    return view if view.stage is state else None
 
 
 def status(
@@ -521,7 +529,7 @@ def cancel(
     Raises :class:`OutcomeUnknown` if neither call gives an answer it can trust.
     """
     request = api.cancel_payment(payment_id)
-    view = yield from _confirmed(request, "cancelled", payment_id, ctx, reference, expect)
+    view = yield from _confirmed(request, S.CANCELLED, payment_id, ctx, reference, expect)
     if view is not None:
         return view
     try:

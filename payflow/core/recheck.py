@@ -53,6 +53,8 @@ from payflow.core.flows import (
 from payflow.core.keys import derived_key
 from payflow.core.messages import Forget, PendingRecord, Save
 from payflow.core.replies import Expected, PaymentStatus, read_payment
+from payflow.core.states import MONEY_HELD, NOTHING_TAKEN
+from payflow.core.states import PaymentState as S
 
 __all__ = ["RecheckResult", "recheck"]
 
@@ -171,7 +173,7 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
         touched.append(payment_id)
         expect = Expected(record.reference, view.amount, view.currency)
         cancelled_here = False
-        if view.state == "initiated":
+        if view.stage is S.PENDING:
             cancelled_here = True
             if ctx.policy.recover_pending == "poll":
                 try:
@@ -182,10 +184,10 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
                     view = yield from cancel(payment_id, ctx, record.reference, expect)
             else:
                 view = yield from cancel(payment_id, ctx, record.reference, expect)
-            if view.state == "initiated":
+            if view.stage is S.PENDING:
                 raise OutcomeUnknown("payment still pending after cancel", payment_id=payment_id)
         if (
-            view.state == "reserved"
+            view.stage in MONEY_HELD
             and ctx.policy.capture
             and not ctx.policy.refund_unclaimed
             and own
@@ -193,7 +195,7 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
             # The caller will apply it as paid: take the money, as ``pay`` would have
             # (a reservation left alone is never paid out to the shop).
             view = yield from capture(payment_id, view.amount, ctx, record.reference, expect)
-            if view.state == "reserved":
+            if view.stage in MONEY_HELD:
                 # Refused or unanswered: report it only once the money is taken.
                 raise OutcomeUnknown("capture of a late approval not confirmed yet",
                                      reference=record.reference, payment_id=payment_id)  # fmt: skip
@@ -212,8 +214,8 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
                 refunded += amount
             actions.append("refunded")
             states.append(view.state)
-        elif view.state in ("declined", "cancelled", "expired"):
-            confirmed = cancelled_here and view.state == "cancelled"
+        elif view.stage in NOTHING_TAKEN:
+            confirmed = cancelled_here and view.stage is S.CANCELLED
             actions.append("cancelled" if confirmed else "forgotten")
             states.append(view.state)
         else:  # pragma: no cover - every state is handled above; never forget on a surprise

@@ -26,12 +26,16 @@ from typing import Any, Final
 
 from payflow.core import validate
 from payflow.core.errors import ProviderMismatch, ReplyNotUnderstood
+from payflow.core.states import (
+    FINAL_PAYMENT_STATES,
+    MONEY_TAKEN_STATES,
+    PAYMENT_STATES,
+    PaymentState,
+    from_provider,
+)
 
 __all__ = [
     "ANYTHING",
-    "FINAL_PAYMENT_STATES",
-    "MONEY_TAKEN_STATES",
-    "PAYMENT_STATES",
     "Expected",
     "PaymentStatus",
     "Refund",
@@ -40,14 +44,6 @@ __all__ = [
     "read_refund",
 ]
 
-#: The payment states of the wire contract (``docs/api.md``); any other is not understood.
-PAYMENT_STATES: Final = frozenset(
-    {"initiated", "reserved", "captured", "declined", "cancelled", "expired"}
-)
-#: Provider states in which money has been taken from the payer.
-MONEY_TAKEN_STATES: Final = frozenset({"reserved", "captured"})
-#: Provider states after which a payment never changes again (bar refunds).
-FINAL_PAYMENT_STATES: Final = frozenset({"captured", "declined", "cancelled", "expired"})
 #: A ``pollDelayInMs`` above a day is read as a day (it only has to end the polling).
 _MAX_POLL_DELAY_MS: Final = 86_400_000
 
@@ -69,6 +65,11 @@ class PaymentStatus:
     refunded_amount: int = 0
     poll_delay_ms: int | None = None
     correlation_id: str | None = None
+
+    @property
+    def stage(self) -> PaymentState:
+        """What ``state`` means in the one vocabulary (:mod:`payflow.core.states`)."""
+        return from_provider(self.state)
 
     @property
     def money_taken(self) -> bool:

@@ -46,7 +46,7 @@ from urllib.parse import parse_qsl
 
 from payflow.core.api import CORRELATION_HEADER
 from payflow.core.messages import Request, Response
-from payflow.core.replies import PAYMENT_STATES
+from payflow.core.states import PAYMENT_STATES
 from payflow.core.validate import CURRENCY_PATTERN, KEY_PATTERN, MAX_AMOUNT, REFERENCE_PATTERN
 
 __all__ = [

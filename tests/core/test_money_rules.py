@@ -353,7 +353,7 @@ def test_pay_saves_sends_and_forgets_exactly() -> None:
     assert d.references() == {"o-1"}
     changes = [(e.reference, e.payment_id, e.old, e.new) for e in d.events
                if isinstance(e, StateChanged)]  # fmt: skip
-    assert changes == [("o-1", "p-1", "initiated", "pending"),
+    assert changes == [("o-1", "p-1", "sent", "pending"),
                        ("o-1", "p-1", "pending", "reserved"),
                        ("o-1", "p-1", "reserved", "captured")]  # fmt: skip
 

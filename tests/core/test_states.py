@@ -42,3 +42,46 @@ def test_every_state_is_in_the_table() -> None:
 )
 def test_provider_names(name: str, state: PaymentState) -> None:
     assert from_provider(name) is state
+
+
+def test_the_derived_sets_say_what_their_names_say() -> None:
+    from payflow.core.states import (
+        FINAL,
+        FINAL_PAYMENT_STATES,
+        MONEY_HELD,
+        MONEY_TAKEN,
+        MONEY_TAKEN_STATES,
+        NOTHING_TAKEN,
+        PAYMENT_STATES,
+    )
+
+    S = PaymentState
+    assert {S.RESERVED} == MONEY_HELD and {S.RESERVED, S.CAPTURED} == MONEY_TAKEN
+    assert {S.DECLINED, S.CANCELLED, S.EXPIRED} == NOTHING_TAKEN
+    assert NOTHING_TAKEN | {S.CAPTURED, S.REFUNDED} == FINAL
+    assert {"reserved", "captured"} == MONEY_TAKEN_STATES
+    assert {"captured", "declined", "cancelled", "expired"} == FINAL_PAYMENT_STATES
+    assert MONEY_TAKEN_STATES | FINAL_PAYMENT_STATES | {"initiated"} == PAYMENT_STATES
+    assert from_provider("initiated") is S.PENDING  # waiting for the payer, not "sent"
+
+
+def test_decisions_never_compare_a_state_string_by_hand() -> None:
+    """The core's flows ask the vocabulary (``view.stage``, the sets), never ``state == "x"``."""
+    import ast
+    from pathlib import Path
+
+    import payflow.core
+
+    core = Path(payflow.core.__file__).parent
+    offenders = []
+    for name in ("flows.py", "recheck.py", "calls.py"):
+        for node in ast.walk(ast.parse((core / name).read_text())):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                names_state = any(isinstance(s, ast.Attribute) and s.attr == "state" for s in sides)
+                literal = any(
+                    isinstance(s, ast.Constant | ast.Tuple | ast.Set) for s in node.comparators
+                )
+                if names_state and literal:
+                    offenders.append(f"{name}:{node.lineno}")
+    assert offenders == []
