@@ -71,11 +71,13 @@ __all__ = [
     "PaymentResult",
     "cancel",
     "capture",
+    "explain_conflict",
     "find_payments",
     "pay",
     "payment_key",
     "refund",
     "refund_key",
+    "request_in_progress",
     "status",
 ]
 
@@ -133,7 +135,7 @@ def _unconfirmed_refusal(resp: Response, operation: str, refs: dict[str, Any]) -
     )  # fmt: skip
 
 
-def _in_progress(resp: Response) -> bool:
+def request_in_progress(resp: Response) -> bool:
     """A 409 saying a request with the same idempotency key is still being processed."""
     return resp.status == 409 and resp.body.get("code") == "request_in_progress"
 
@@ -171,7 +173,7 @@ def find_payments(order_id: str, ctx: Context) -> Flow[list[PaymentStatus]]:
     return read_payments(resp.body, order_id=order_id)
 
 
-def _explain_conflict(order_id: str, ctx: Context, resp: Response, **refs: Any) -> Flow[None]:
+def explain_conflict(order_id: str, ctx: Context, resp: Response, **refs: Any) -> Flow[None]:
     """A create answered 409 (other than "in progress"): did it create anything?
 
     The 409 alone proves nothing -- it may come after the provider committed
@@ -294,8 +296,8 @@ def _create(
                 raise ProviderMismatch(exc.message, correlation_id=correlation, **refs) from None
             except ReplyNotUnderstood:
                 pass  # ask again, below: the provider replays the first answer under the key
-        elif resp.status == 409 and not _in_progress(resp):
-            yield from _explain_conflict(order_id, ctx, resp, **refs)
+        elif resp.status == 409 and not request_in_progress(resp):
+            yield from explain_conflict(order_id, ctx, resp, **refs)
         elif resp.status != 409:
             if sent[0] > 1:
                 raise _unconfirmed_refusal(resp, "create", refs)
@@ -381,7 +383,7 @@ def _find_created(
                 return read_payment(resp.body, expect=expect, what="create")
             except ReplyNotUnderstood:
                 continue
-        if not _in_progress(resp):
+        if not request_in_progress(resp):
             return None  # refused now, or out of sync: the recheck settles it
     return None
 

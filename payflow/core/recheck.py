@@ -42,12 +42,12 @@ from payflow.core.errors import (
     RequestRejected,
 )
 from payflow.core.flows import (
-    _explain_conflict,
-    _in_progress,
     cancel,
     capture,
+    explain_conflict,
     find_payments,
     refund,
+    request_in_progress,
     status,
 )
 from payflow.core.keys import derived_key
@@ -56,7 +56,14 @@ from payflow.core.replies import Expected, PaymentStatus, read_payment
 from payflow.core.states import MONEY_HELD, NOTHING_TAKEN
 from payflow.core.states import PaymentState as S
 
-__all__ = ["RecheckResult", "recheck"]
+__all__ = ["RecheckResult", "recheck", "unclaimed_refund_key"]
+
+
+def unclaimed_refund_key(record: PendingRecord, payment_id: str) -> str:
+    """The key of the refund a recheck sends for money nobody claimed: derived from
+    the journal record, so a recheck repeated after a crash reuses it (and a
+    simulated shop that refunds a reported payment sends the very same refund)."""
+    return derived_key("refund", record.idempotency_key, payment_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +148,14 @@ def _payments_of(record: PendingRecord, ctx: Context) -> Flow[list[PaymentStatus
     }
     if resp.ok:
         return [read_payment(resp.body, expect=expect, what="create")]
-    if _in_progress(resp):
+    if request_in_progress(resp):
         # The first create is still being processed: settle it on a later recheck
         # (a lookup by order could touch another operation's payment).
         raise OutcomeUnknown("the create is still in progress", **refs)
     if resp.status in (409, 422):
         # Only the order's own payments can say that nothing was created.
         try:
-            yield from _explain_conflict(record.reference, ctx, resp, **refs)
+            yield from explain_conflict(record.reference, ctx, resp, **refs)
         except ConflictError:
             return []
     if resp.status == 400:
@@ -207,7 +214,7 @@ def _recheck_payment(record: PendingRecord, ctx: Context) -> Flow[RecheckResult]
             amount = view.amount - view.refunded_amount
             if amount > 0:
                 # A key derived from the record: a recheck repeated after a crash reuses it.
-                key = derived_key("refund", record.idempotency_key, payment_id)
+                key = unclaimed_refund_key(record, payment_id)
                 yield from refund(
                     payment_id, amount, record.reference, ctx, key=key, currency=view.currency
                 )
