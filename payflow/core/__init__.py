@@ -1,94 +1,45 @@
-"""The pure core of payflow: requests, policies and flows.
+"""The pure core of payflow: payment flows, and the policies they follow.
 
-Nothing here does I/O, reads a clock or draws from a global random generator
-(a test enforces it). Drivers -- the httpx clients, the SimPy model, the
-tests' scripted driver -- run the flows by performing the effects they yield.
+Rule: nothing here does I/O, reads a clock of its own choosing or draws from a
+global random generator (``tests/core/test_purity.py`` enforces it). A flow
+is a generator: it yields effects (:mod:`payflow.core.messages`) and events
+(:mod:`payflow.core.events`), and is sent their results; one loop
+(:mod:`payflow.drivers`) runs it against a performer -- the httpx clients, the
+SimPy model, or :class:`payflow.drivers.ScriptedPerformer` in your tests.
+
+This namespace holds what a driver or a ``Policy`` author needs; the rest is in
+the submodules named in ``docs/api.md`` (errors: :mod:`payflow.errors`).
 """
 
-from payflow.core.backoff import Backoff, Jitter, Rng
+from payflow.core.backoff import Backoff, Jitter
 from payflow.core.budget import RetryBudget
-from payflow.core.calls import Context, Flow, Policy, call, poll_until_settled
-from payflow.core.errors import (
-    AuthenticationFailed,
-    ConflictError,
-    InvalidRequest,
-    OutcomeUnknown,
-    PayflowError,
-    PaymentCancelled,
-    PaymentDeclined,
-    PaymentFailed,
-    ProviderUnavailable,
-    RequestRejected,
-)
+from payflow.core.calls import Context, Flow, Policy
 from payflow.core.flows import PaymentResult, cancel, pay, refund, status
-from payflow.core.keys import KeyScope, derived_key, new_key
-from payflow.core.messages import (
-    AskOperator,
-    Authenticate,
-    Call,
-    CallKind,
-    Effect,
-    Forget,
-    NotSent,
-    Outcome,
-    PendingRecord,
-    Request,
-    Response,
-    Save,
-    Sleep,
-    TimedOut,
-)
-from payflow.core.policy import PollSchedule, RetryPolicy, Timeouts, Verdict, classify
+from payflow.core.keys import KeyScope
+from payflow.core.messages import NotSent, PendingRecord, Request, Response, TimedOut
+from payflow.core.policy import PollSchedule, RetryPolicy, Timeouts
 from payflow.core.recheck import RecheckResult, recheck
-from payflow.core.states import PaymentState
 
 __all__ = [
-    "AskOperator",
-    "Authenticate",
-    "AuthenticationFailed",
     "Backoff",
-    "Call",
-    "CallKind",
-    "ConflictError",
     "Context",
-    "Effect",
     "Flow",
-    "Forget",
-    "InvalidRequest",
     "Jitter",
     "KeyScope",
     "NotSent",
-    "Outcome",
-    "OutcomeUnknown",
-    "PayflowError",
-    "PaymentCancelled",
-    "PaymentDeclined",
-    "PaymentFailed",
     "PaymentResult",
-    "PaymentState",
     "PendingRecord",
     "Policy",
     "PollSchedule",
-    "ProviderUnavailable",
     "RecheckResult",
     "Request",
-    "RequestRejected",
     "Response",
     "RetryBudget",
     "RetryPolicy",
-    "Rng",
-    "Save",
-    "Sleep",
     "TimedOut",
     "Timeouts",
-    "Verdict",
-    "call",
     "cancel",
-    "classify",
-    "derived_key",
-    "new_key",
     "pay",
-    "poll_until_settled",
     "recheck",
     "refund",
     "status",

@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 import simpy
 
-from payflow.core import Backoff, Context, Jitter, Policy, RetryBudget, RetryPolicy, call
+from payflow.core import Backoff, Context, Jitter, Policy, RetryBudget, RetryPolicy
+from payflow.core.calls import call
 from payflow.core.messages import CallKind, Request, Response
 from payflow.core.policy import PollSchedule, Timeouts
 from payflow.drivers._simpy import FlowIO, SimJournal, run_flow

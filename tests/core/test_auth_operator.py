@@ -7,22 +7,16 @@ from typing import Any
 
 import pytest
 
-from payflow.core import (
-    AskOperator,
+from payflow.core import Context, Policy, PollSchedule, RetryPolicy, TimedOut, pay, recheck
+from payflow.core.backoff import Backoff, Jitter
+from payflow.core.errors import (
     AuthenticationFailed,
-    Context,
     OutcomeUnknown,
     PaymentCancelled,
-    Policy,
-    PollSchedule,
     RequestRejected,
-    RetryPolicy,
-    TimedOut,
-    pay,
-    recheck,
 )
-from payflow.core.backoff import Backoff, Jitter
 from payflow.core.events import Attempt, OperatorAsked, Reauthenticated, Retry, repeat_kind
+from payflow.core.messages import AskOperator
 
 from .scripted import ScriptedDriver, clock, error, ok
 

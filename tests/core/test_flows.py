@@ -10,20 +10,13 @@ import pytest
 
 from payflow.core import (
     Backoff,
-    ConflictError,
     Context,
-    InvalidRequest,
     Jitter,
     KeyScope,
     NotSent,
-    OutcomeUnknown,
-    PaymentCancelled,
-    PaymentDeclined,
     Policy,
     PollSchedule,
-    ProviderUnavailable,
     Request,
-    RequestRejected,
     RetryBudget,
     RetryPolicy,
     TimedOut,
@@ -31,6 +24,15 @@ from payflow.core import (
     pay,
     recheck,
     refund,
+)
+from payflow.core.errors import (
+    ConflictError,
+    InvalidRequest,
+    OutcomeUnknown,
+    PaymentCancelled,
+    PaymentDeclined,
+    ProviderUnavailable,
+    RequestRejected,
 )
 from payflow.core.events import Attempt, GaveUp, Retry
 

@@ -18,7 +18,6 @@ import pytest
 from payflow.core import (
     Backoff,
     Context,
-    InvalidRequest,
     Jitter,
     KeyScope,
     NotSent,
@@ -38,6 +37,7 @@ from payflow.core import (
 from payflow.core.calls import PollingTimedOut, call, poll_until_settled
 from payflow.core.errors import (
     ConflictError,
+    InvalidRequest,
     OutcomeUnknown,
     PayflowError,
     PaymentCancelled,

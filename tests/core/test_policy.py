@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from payflow.core import (
     Backoff,
-    CallKind,
     Jitter,
     NotSent,
     Request,
@@ -19,10 +18,17 @@ from payflow.core import (
     RetryPolicy,
     TimedOut,
     Timeouts,
+)
+from payflow.core.messages import CallKind
+from payflow.core.policy import (
+    Done,
+    GiveUp,
+    PollSchedule,
+    RetryAfter,
     Verdict,
     classify,
+    retry_after_seconds,
 )
-from payflow.core.policy import Done, GiveUp, PollSchedule, RetryAfter, retry_after_seconds
 
 KEYED_POST = Request("POST", "/v10/payments", {"amount": 1}, "k-1")
 BARE_POST = Request("POST", "/v10/payments", {"amount": 1})

@@ -16,15 +16,15 @@ from payflow.core import (
     Jitter,
     KeyScope,
     NotSent,
-    PayflowError,
     Policy,
     Request,
     Response,
     RetryPolicy,
     TimedOut,
-    call,
     pay,
 )
+from payflow.core.calls import call
+from payflow.core.errors import PayflowError
 
 from .scripted import ScriptedDriver, clock, ok
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
-from payflow.drivers._httpx import read_reply
 
 from payflow.core.api import IDEMPOTENCY_HEADER
+from payflow.drivers._httpx import read_reply
 from payflow.provider.faults import (
     BODY_MANGLES,
     ODD_POLL_DELAYS,
