@@ -34,8 +34,9 @@ from typing import ClassVar
 
 import simpy
 
-from payflow.core import Policy, Response, flows
-from payflow.core.calls import Context
+from payflow.core import Policy, Response
+from payflow.core import _flows as flows
+from payflow.core._calls import Context
 from payflow.core.messages import Call, Sleep
 from payflow.drivers import ScriptedPerformer, run
 from payflow.sim import run as run_day

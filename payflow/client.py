@@ -30,16 +30,17 @@ from typing import Any, Literal, TypeVar
 import httpx
 
 from payflow import _auth, _total_timeout
-from payflow.core import flows, validate
-from payflow.core.backoff import Rng
-from payflow.core.budget import RetryBudget
-from payflow.core.calls import Flow, Policy
+from payflow.core import _flows as flows
+from payflow.core import _validate as validate
+from payflow.core._backoff import Rng
+from payflow.core._budget import RetryBudget
+from payflow.core._calls import Flow, Policy
+from payflow.core._flows import PaymentResult
+from payflow.core._keys import new_key
+from payflow.core._recheck import RecheckResult, recheck
+from payflow.core._replies import PaymentStatus, Refund
 from payflow.core.errors import InvalidRequest
-from payflow.core.flows import PaymentResult
-from payflow.core.keys import new_key
 from payflow.core.messages import AskOperator, PendingRecord
-from payflow.core.recheck import RecheckResult, recheck
-from payflow.core.replies import PaymentStatus, Refund
 from payflow.drivers import arun
 from payflow.drivers import run as run_flow
 from payflow.drivers._httpx import AsyncPerformer, Engine, Run, SyncPerformer, uncancellable

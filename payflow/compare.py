@@ -45,8 +45,8 @@ import httpx
 import pandas as pd
 
 from payflow.client import PaymentClient
-from payflow.core.backoff import Backoff
-from payflow.core.calls import Policy
+from payflow.core._backoff import Backoff
+from payflow.core._calls import Policy
 from payflow.core.events import Attempt, AttemptResult, Retry, repeat_kind
 from payflow.errors import PayflowError
 from payflow.provider.faults import load_profile

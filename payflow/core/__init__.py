@@ -11,14 +11,14 @@ This namespace holds what a driver or a ``Policy`` author needs; the rest is in
 the submodules named in ``docs/api.md`` (errors: :mod:`payflow.errors`).
 """
 
-from payflow.core.backoff import Backoff, Jitter
-from payflow.core.budget import RetryBudget
-from payflow.core.calls import Context, Flow, Policy
-from payflow.core.flows import PaymentResult, cancel, pay, refund, status
-from payflow.core.keys import KeyScope
+from payflow.core._backoff import Backoff, Jitter
+from payflow.core._budget import RetryBudget
+from payflow.core._calls import Context, Flow, Policy
+from payflow.core._flows import PaymentResult, cancel, pay, refund, status
+from payflow.core._keys import KeyScope
+from payflow.core._policy import PollSchedule, RetryPolicy, Timeouts
+from payflow.core._recheck import RecheckResult, recheck
 from payflow.core.messages import NotSent, PendingRecord, Request, Response, TimedOut
-from payflow.core.policy import PollSchedule, RetryPolicy, Timeouts
-from payflow.core.recheck import RecheckResult, recheck
 
 __all__ = [
     "Backoff",

@@ -1,6 +1,6 @@
 """Requests, outcomes and effects: the vocabulary flows and drivers share.
 
-A flow (see :mod:`payflow.core.flows`) is a generator. It *yields* effects and
+A flow (see :mod:`payflow.core._flows`) is a generator. It *yields* effects and
 is *sent* the result of each one by a driver:
 
 =================  ===========================================  ======================
@@ -148,7 +148,7 @@ def json_object(payload: bytes) -> dict[str, Any]:
 
     Not JSON, not UTF-8, too deeply nested to decode (``RecursionError``), an
     integer too long to read, JSON that is not an object: all ``{}``, which the
-    reply readers (:mod:`payflow.core.replies`) then find not understood. Every
+    reply readers (:mod:`payflow.core._replies`) then find not understood. Every
     driver decodes a provider's bytes with this, so all see the same reply.
     """
     if not payload:

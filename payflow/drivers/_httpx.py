@@ -28,10 +28,10 @@ import httpx
 from payflow import _total_timeout
 from payflow._auth import Credentials, TokenUnavailable
 from payflow._testing import is_testing
-from payflow.core import api
-from payflow.core.backoff import Rng
-from payflow.core.budget import RetryBudget
-from payflow.core.calls import Context, Policy
+from payflow.core import _api as api
+from payflow.core._backoff import Rng
+from payflow.core._budget import RetryBudget
+from payflow.core._calls import Context, Policy
 from payflow.core.errors import InvalidRequest, OutcomeUnknown, PayflowError, PaymentInProgress
 from payflow.core.messages import (
     AskOperator,

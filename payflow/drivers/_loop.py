@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any, Protocol, TypeVar
 
-from payflow.core.calls import Flow
+from payflow.core._calls import Flow
 from payflow.core.events import (
     Attempt,
     AttemptResult,

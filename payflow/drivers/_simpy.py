@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 import simpy
 
-from payflow.core.calls import Flow
+from payflow.core._calls import Flow
 from payflow.core.messages import (
     AskOperator,
     Authenticate,

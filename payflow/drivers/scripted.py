@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from payflow.core.backoff import Rng
-from payflow.core.budget import RetryBudget
-from payflow.core.calls import Context, Flow, Policy
+from payflow.core._backoff import Rng
+from payflow.core._budget import RetryBudget
+from payflow.core._calls import Context, Flow, Policy
 from payflow.core.messages import (
     AskOperator,
     Authenticate,

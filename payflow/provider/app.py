@@ -56,7 +56,7 @@ from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from payflow.core.api import (
+from payflow.core._api import (
     CLIENT_ID_HEADER,
     CLIENT_VERSION_HEADER,
     CORRELATION_HEADER,

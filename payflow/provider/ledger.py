@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
-from payflow.core.api import CORRELATION_HEADER
+from payflow.core._api import CORRELATION_HEADER
+from payflow.core._validate import CURRENCY_PATTERN, KEY_PATTERN, MAX_AMOUNT, REFERENCE_PATTERN
 from payflow.core.messages import Request, Response
 from payflow.core.states import PAYMENT_STATES
-from payflow.core.validate import CURRENCY_PATTERN, KEY_PATTERN, MAX_AMOUNT, REFERENCE_PATTERN
 
 __all__ = [
     "DEFAULT_RESERVATION_EXPIRY_S",
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 # The limits (MAX_AMOUNT, the reference / key / currency patterns) are those of
-# payflow.core.validate, so the client rejects exactly what the provider would.
+# payflow.core._validate, so the client rejects exactly what the provider would.
 
 #: How long a reservation that is never captured holds the payer's money before the
 #: provider releases it (the payment becomes ``expired``): 7 days, the shortest period
@@ -70,7 +70,7 @@ __all__ = [
 DEFAULT_RESERVATION_EXPIRY_S: Final = 7 * 86_400.0
 
 # PAYMENT_STATES, every state a payment can be in, is the wire contract's (one definition,
-# in payflow.core.replies, which the client reads replies with).
+# in payflow.core._replies, which the client reads replies with).
 
 _ID_RE = re.compile(REFERENCE_PATTERN)
 _KEY_RE = re.compile(KEY_PATTERN)

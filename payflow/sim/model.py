@@ -11,11 +11,11 @@ midnight of the simulated day:
   reload (the browser re-POSTs; a disabled button cannot stop that) or give
   up. What the page shows depends on the strategy;
 * **the shop's backend** -- ``sync``: the request handler runs
-  :func:`payflow.core.flows.pay` while the browser waits behind a gateway
+  :func:`payflow.core._flows.pay` while the browser waits behind a gateway
   timeout (the handler carries on after the gateway gave up); ``async``:
   accepts at once (202 + status page) and a worker runs the same flow. An
   order lock, a paid-order check and a reconciler (running
-  :func:`payflow.core.recheck.recheck` on abandoned journal records) are knobs;
+  :func:`payflow.core._recheck.recheck` on abandoned journal records) are knobs;
 * **crashes** -- at the scenario's times every handler, worker and reconciler
   is interrupted; the journal survives; after the restart the backend may
   recheck it (``recover_on_restart``);
@@ -34,9 +34,11 @@ from typing import Any
 
 import simpy
 
-from payflow.core import flows, recheck
-from payflow.core.api import MONEY_TAKEN_STATES
-from payflow.core.calls import Context
+from payflow.core import _flows as flows
+from payflow.core import recheck
+from payflow.core._api import MONEY_TAKEN_STATES
+from payflow.core._calls import Context
+from payflow.core._keys import derived_key
 from payflow.core.errors import (
     ConflictError,
     OutcomeUnknown,
@@ -46,7 +48,6 @@ from payflow.core.errors import (
     RequestRejected,
 )
 from payflow.core.events import Attempt, AttemptResult, Retry, repeat_kind
-from payflow.core.keys import derived_key
 from payflow.core.messages import AskOperator, Call, Request, Response
 from payflow.drivers._simpy import FlowIO, SimJournal, run_flow
 from payflow.provider.faults import DAY_S

@@ -22,7 +22,7 @@ A :class:`Strategy` is a frozen bundle of knobs in three groups:
   lognormal with median ``operator_patience_s`` and shape
   ``operator_patience_sigma`` has passed -- compare it with a fixed polling
   deadline);
-* **policy** -- the :class:`payflow.core.calls.Policy` the core flows run with
+* **policy** -- the :class:`payflow.core._calls.Policy` the core flows run with
   (timeouts, retries, backoff, key scope, polling, cancel on give-up).
 
 The presets map the seed texts to knobs; ``docs/simulation.md`` quotes each
@@ -34,11 +34,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from payflow.core.backoff import Backoff, Jitter
-from payflow.core.budget import RetryBudget
-from payflow.core.calls import Policy
-from payflow.core.keys import KeyScope
-from payflow.core.policy import PollSchedule, RetryPolicy, Timeouts
+from payflow.core._backoff import Backoff, Jitter
+from payflow.core._budget import RetryBudget
+from payflow.core._calls import Policy
+from payflow.core._keys import KeyScope
+from payflow.core._policy import PollSchedule, RetryPolicy, Timeouts
 
 __all__ = ["KNOBS", "PRESETS", "Strategy", "get_strategy", "strategy_names"]
 

@@ -25,9 +25,9 @@ import pandas as pd
 import simpy
 
 from payflow.core import Backoff, Context, Jitter, Policy, RetryBudget, RetryPolicy
-from payflow.core.calls import call
+from payflow.core._calls import call
+from payflow.core._policy import PollSchedule, Timeouts
 from payflow.core.messages import CallKind, Request, Response
-from payflow.core.policy import PollSchedule, Timeouts
 from payflow.drivers._simpy import FlowIO, SimJournal, run_flow
 from payflow.provider.faults import FaultDraw, FaultProfile, Faults
 from payflow.sim.provider import ProviderModel

@@ -18,7 +18,7 @@ import sys
 
 from payflow.client import PaymentClient
 from payflow.core import Policy, PollSchedule, RetryPolicy, Timeouts
-from payflow.core.backoff import Backoff, Jitter
+from payflow.core._backoff import Backoff, Jitter
 from payflow.errors import PayflowError
 
 POLICY = Policy(

@@ -17,7 +17,7 @@ import pytest
 from payflow import set_testing
 from payflow.client import AsyncPaymentClient, PaymentClient
 from payflow.core import Policy, PollSchedule, RetryPolicy, Timeouts
-from payflow.core.backoff import Backoff, Jitter
+from payflow.core._backoff import Backoff, Jitter
 from payflow.provider.app import INSPECT_PATH
 from payflow.provider.faults import FaultDraw, FaultProfile, Faults
 from payflow.provider.ledger import PayerModel

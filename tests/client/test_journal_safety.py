@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from payflow.client import AsyncPaymentClient, PaymentClient
+from payflow.core._flows import PaymentResult
 from payflow.core.events import Poll
-from payflow.core.flows import PaymentResult
 from payflow.core.messages import PendingRecord
 from payflow.errors import InvalidRequest
 from payflow.journal import SqliteJournal, owner_id

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from payflow.client import AsyncPaymentClient, PaymentClient
 from payflow.core import Policy, PollSchedule, RetryPolicy, Timeouts
-from payflow.core.backoff import Backoff, Jitter
+from payflow.core._backoff import Backoff, Jitter
 from payflow.errors import PayflowError
 from payflow.provider.faults import (
     BODY_MANGLES,

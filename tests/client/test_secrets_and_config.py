@@ -12,7 +12,7 @@ import payflow
 from payflow import is_testing, set_testing
 from payflow.client import AsyncPaymentClient, PaymentClient
 from payflow.core import Policy, RetryPolicy
-from payflow.core.backoff import Backoff, Jitter
+from payflow.core._backoff import Backoff, Jitter
 from payflow.errors import InvalidRequest, JournalError, OutcomeUnknown, PayflowError
 
 from .conftest import Provider, fast_policy, order_id

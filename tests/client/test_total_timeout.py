@@ -21,7 +21,7 @@ import pytest
 from payflow import _total_timeout
 from payflow.client import PaymentClient
 from payflow.core import Policy, RetryPolicy, Timeouts
-from payflow.core.backoff import Backoff, Jitter
+from payflow.core._backoff import Backoff, Jitter
 from payflow.core.events import Attempt, AttemptResult
 from payflow.errors import OutcomeUnknown, ProviderUnavailable
 from payflow.hooks import EventLog

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from payflow import compare
-from payflow.core.policy import Timeouts
+from payflow.core._policy import Timeouts
 from payflow.sim import get_strategy
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from payflow.core import Context, Policy, PollSchedule, RetryPolicy, TimedOut, pay, recheck
-from payflow.core.backoff import Backoff, Jitter
+from payflow.core._backoff import Backoff, Jitter
 from payflow.core.errors import (
     AuthenticationFailed,
     OutcomeUnknown,

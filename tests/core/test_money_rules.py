@@ -28,13 +28,34 @@ from payflow.core import (
     RetryBudget,
     RetryPolicy,
     TimedOut,
-    api,
     cancel,
     pay,
     recheck,
     refund,
 )
-from payflow.core.calls import PollingTimedOut, call, poll_until_settled
+from payflow.core import (
+    _api as api,
+)
+from payflow.core._calls import PollingTimedOut, call, poll_until_settled
+from payflow.core._flows import (
+    PaymentResult,
+    capture,
+    find_payments,
+    payment_key,
+    refund_key,
+    status,
+)
+from payflow.core._keys import derived_key, new_key
+from payflow.core._policy import Done, GiveUp, RetryAfter, Verdict, classify
+from payflow.core._recheck import RecheckResult
+from payflow.core._replies import (
+    Expected,
+    PaymentStatus,
+    Refund,
+    read_payment,
+    read_payments,
+    read_refund,
+)
 from payflow.core.errors import (
     ConflictError,
     InvalidRequest,
@@ -48,26 +69,7 @@ from payflow.core.errors import (
     RequestRejected,
 )
 from payflow.core.events import StateChanged
-from payflow.core.flows import (
-    PaymentResult,
-    capture,
-    find_payments,
-    payment_key,
-    refund_key,
-    status,
-)
-from payflow.core.keys import derived_key, new_key
 from payflow.core.messages import Effect, Response, Save, Sleep
-from payflow.core.policy import Done, GiveUp, RetryAfter, Verdict, classify
-from payflow.core.recheck import RecheckResult
-from payflow.core.replies import (
-    Expected,
-    PaymentStatus,
-    Refund,
-    read_payment,
-    read_payments,
-    read_refund,
-)
 
 from .scripted import ScriptedDriver, clock, error, ok
 
@@ -1412,7 +1414,7 @@ def test_a_resend_is_one_attempt_paced_by_the_operation() -> None:
 
 
 def test_each_call_gets_the_timeout_of_its_kind() -> None:
-    from payflow.core.policy import Timeouts
+    from payflow.core._policy import Timeouts
 
     t = dataclasses.replace(FAST, timeouts=Timeouts(write=2.0, read=0.4, poll=0.3))
     d = Driver([ok(body("initiated"), 201), ok(body("reserved")), error(409), ok(body("captured"))])

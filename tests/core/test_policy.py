@@ -19,8 +19,7 @@ from payflow.core import (
     TimedOut,
     Timeouts,
 )
-from payflow.core.messages import CallKind
-from payflow.core.policy import (
+from payflow.core._policy import (
     Done,
     GiveUp,
     PollSchedule,
@@ -29,6 +28,7 @@ from payflow.core.policy import (
     classify,
     retry_after_seconds,
 )
+from payflow.core.messages import CallKind
 
 KEYED_POST = Request("POST", "/v10/payments", {"amount": 1}, "k-1")
 BARE_POST = Request("POST", "/v10/payments", {"amount": 1})

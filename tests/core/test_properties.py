@@ -23,7 +23,7 @@ from payflow.core import (
     TimedOut,
     pay,
 )
-from payflow.core.calls import call
+from payflow.core._calls import call
 from payflow.core.errors import PayflowError
 
 from .scripted import ScriptedDriver, clock, ok

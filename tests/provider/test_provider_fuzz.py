@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from payflow.core.api import IDEMPOTENCY_HEADER
+from payflow.core._api import IDEMPOTENCY_HEADER
 from payflow.provider.ledger import MAX_AMOUNT, PayerModel
 from payflow.provider.testing import RunningProvider, running_provider
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from payflow.core import api
+from payflow.core import _api as api
 from payflow.core.messages import Request, Response
 from payflow.provider.ledger import MAX_AMOUNT, Ledger, PayerModel, Ticket
 

@@ -1,4 +1,4 @@
-"""Client and provider agree on limits: the ledger accepts what payflow.core.validate accepts."""
+"""Client and provider agree on limits: the ledger accepts what payflow.core._validate accepts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payflow.core import validate
+from payflow.core import _validate as validate
 from payflow.core.errors import InvalidRequest
 from payflow.core.messages import Request, Response
 from payflow.provider import ledger as ledger_module

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from payflow.core.api import IDEMPOTENCY_HEADER
+from payflow.core._api import IDEMPOTENCY_HEADER
 from payflow.drivers._httpx import read_reply
 from payflow.provider.faults import (
     BODY_MANGLES,

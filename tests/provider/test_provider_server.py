@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from payflow.core.api import IDEMPOTENCY_HEADER
+from payflow.core._api import IDEMPOTENCY_HEADER
 from payflow.provider.app import ProviderState, _Capacity, create_app
 from payflow.provider.faults import FaultProfile, Faults
 from payflow.provider.ledger import PayerModel

@@ -178,9 +178,11 @@ def test_no_python_reprs_in_the_page(report: Path) -> None:
 
 def test_every_chart_is_present_and_embedded(report: Path) -> None:
     page = parse(report)
-    expected = {f"{s}: harm, load and cost" for s in SCENARIOS} | {
-        f"{s}: the day" for s in SCENARIOS
-    } | {"pareto"}
+    expected = (
+        {f"{s}: harm, load and cost" for s in SCENARIOS}
+        | {f"{s}: the day" for s in SCENARIOS}
+        | {"pareto"}
+    )
     assert expected <= set(page.charts)
     assert len(page.images) == len(page.charts)
     assert len(list((report / "charts").glob("*.png"))) == len(page.charts)

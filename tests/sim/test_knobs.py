@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
-from payflow.core.backoff import Jitter
-from payflow.core.keys import KeyScope
-from payflow.core.policy import Timeouts
+from payflow.core._backoff import Jitter
+from payflow.core._keys import KeyScope
+from payflow.core._policy import Timeouts
 from payflow.provider.faults import FaultProfile, Faults
 from payflow.sim import Scenario, get_strategy, run
 from payflow.sim.scenarios import Traffic

@@ -7,7 +7,9 @@ from typing import Any
 
 import simpy
 
-from payflow.core import Context, Policy, RetryPolicy, Timeouts, api, flows
+from payflow.core import Context, Policy, RetryPolicy, Timeouts
+from payflow.core import _api as api
+from payflow.core import _flows as flows
 from payflow.core.events import AttemptResult
 from payflow.core.messages import Call, NotSent, TimedOut
 from payflow.drivers._simpy import FlowIO, SimJournal, run_flow

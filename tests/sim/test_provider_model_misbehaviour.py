@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import simpy
 
-from payflow.core import api
+from payflow.core import _api as api
 from payflow.core.messages import Call, Response, TimedOut
 from payflow.drivers._simpy import FlowIO, SimJournal
 from payflow.provider.faults import (

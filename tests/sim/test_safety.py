@@ -195,7 +195,7 @@ def test_a_reported_payment_that_cannot_be_applied_is_refunded_not_orphaned() ->
     # the first ships the order, the other is refunded by the backend.
     from dataclasses import replace
 
-    from payflow.core.keys import KeyScope
+    from payflow.core._keys import KeyScope
     from payflow.sim import get_strategy
 
     rec = get_strategy("recommended")

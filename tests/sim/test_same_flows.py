@@ -1,9 +1,9 @@
 """The simulation drives the very flow objects the httpx client drives.
 
-Both drivers look the flow up as ``payflow.core.flows.pay`` at call time, so a
+Both drivers look the flow up as ``payflow.core._flows.pay`` at call time, so a
 wrapper patched in there sees the simulated backend's payments and the real
 client's payment alike, and every generator they run is made from the one
-code object of :func:`payflow.core.flows.pay`.
+code object of :func:`payflow.core._flows.pay`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from payflow.core import flows
+from payflow.core import _flows as flows
 from payflow.sim import load_scenario, run
 
 ORIGINAL_PAY = flows.pay

@@ -6,7 +6,7 @@ same objects. A flow never sleeps, opens a socket or reads a clock itself.
 
 The rule of money, which every branch below follows: a payment record leaves
 the journal only when the provider has confirmed -- in a reply the client fully
-understood and that matches the request (:mod:`payflow.core.replies`) -- that no
+understood and that matches the request (:mod:`payflow.core._replies`) -- that no
 money is held, or when the money is accounted for (reported to the caller,
 captured and stored, or refunded). Anything else is *outcome unknown*: the
 record stays, the caller is told "not confirmed", a recheck settles it.
@@ -19,7 +19,7 @@ record stays, the caller is told "not confirmed", a recheck settles it.
     reads the payment again, because it may have completed meanwhile (Laybuy).
 ``refund``
     journalled, and retried with the same key and reference.
-``recheck``  (in :mod:`payflow.core.recheck`)
+``recheck``  (in :mod:`payflow.core._recheck`)
     settles what the journal still holds: pending -> cancel, money taken ->
     refund (or report), cancelled/declined -> forget.
 """
@@ -29,8 +29,20 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from payflow.core import api, validate
-from payflow.core.calls import Context, Flow, PollingTimedOut, call, poll_until_settled
+from payflow.core import _api as api
+from payflow.core import _validate as validate
+from payflow.core._calls import Context, Flow, PollingTimedOut, call, poll_until_settled
+from payflow.core._keys import KeyScope, derived_key, new_key
+from payflow.core._policy import MAX_ATTEMPTS_ALLOWED
+from payflow.core._replies import (
+    ANYTHING,
+    Expected,
+    PaymentStatus,
+    Refund,
+    read_payment,
+    read_payments,
+    read_refund,
+)
 from payflow.core.errors import (
     AuthenticationFailed,
     ConflictError,
@@ -45,18 +57,7 @@ from payflow.core.errors import (
     RequestRejected,
 )
 from payflow.core.events import StateChanged
-from payflow.core.keys import KeyScope, derived_key, new_key
 from payflow.core.messages import Forget, PendingRecord, Request, Response, Save, Sleep
-from payflow.core.policy import MAX_ATTEMPTS_ALLOWED
-from payflow.core.replies import (
-    ANYTHING,
-    Expected,
-    PaymentStatus,
-    Refund,
-    read_payment,
-    read_payments,
-    read_refund,
-)
 from payflow.core.states import (
     MONEY_HELD,
     NOTHING_TAKEN,

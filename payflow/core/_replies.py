@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from payflow.core import validate
+from payflow.core import _validate as validate
 from payflow.core.errors import ProviderMismatch, ReplyNotUnderstood
 from payflow.core.states import (
     FINAL_PAYMENT_STATES,

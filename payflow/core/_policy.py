@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from payflow.core.backoff import Backoff, Jitter, Rng
-from payflow.core.budget import RetryBudget
+from payflow.core._backoff import Backoff, Jitter, Rng
+from payflow.core._budget import RetryBudget
 from payflow.core.messages import CallKind, NotSent, Outcome, Request, Response, TimedOut
 
 __all__ = [

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from payflow.core._validate import payment_id as _checked
 from payflow.core.messages import CallKind, Request
 from payflow.core.states import FINAL_PAYMENT_STATES, MONEY_TAKEN_STATES
-from payflow.core.validate import payment_id as _checked
 
 __all__ = [
     "CLIENT_ID_HEADER",

@@ -1,7 +1,7 @@
 """The two loops every flow is built from: a retried call and a polling loop.
 
 Both are generators of effects (see :mod:`payflow.core.messages`); flows use
-them with ``yield from``. All decisions come from :mod:`payflow.core.policy`.
+them with ``yield from``. All decisions come from :mod:`payflow.core._policy`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,13 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias, TypeVar
 
-from payflow.core import api
-from payflow.core.backoff import Rng
-from payflow.core.budget import RetryBudget
+from payflow.core import _api as api
+from payflow.core._backoff import Rng
+from payflow.core._budget import RetryBudget
+from payflow.core._keys import KeyScope, new_key
+from payflow.core._policy import Done, GiveUp, PollSchedule, RetryAfter, RetryPolicy, Verdict
+from payflow.core._policy import retry_after_seconds as _retry_after
+from payflow.core._replies import ANYTHING, Expected, PaymentStatus, read_payment
 from payflow.core.errors import (
     AuthenticationFailed,
     OutcomeUnknown,
@@ -30,7 +34,6 @@ from payflow.core.events import (
     Reauthenticated,
     Retry,
 )
-from payflow.core.keys import KeyScope, new_key
 from payflow.core.messages import (
     AskOperator,
     Authenticate,
@@ -43,9 +46,6 @@ from payflow.core.messages import (
     Sleep,
     TimedOut,
 )
-from payflow.core.policy import Done, GiveUp, PollSchedule, RetryAfter, RetryPolicy, Verdict
-from payflow.core.policy import retry_after_seconds as _retry_after
-from payflow.core.replies import ANYTHING, Expected, PaymentStatus, read_payment
 from payflow.core.states import PaymentState as S
 
 __all__ = ["Context", "Flow", "Policy", "PollingTimedOut", "call", "poll_until_settled"]

@@ -19,7 +19,7 @@ provider replays the original answer, or -- if the create never arrived --
 creates the payment, which is then cancelled. Without a key, the order is
 looked up by its reference instead.
 
-Every reply is read strictly (:mod:`payflow.core.replies`). A record leaves the
+Every reply is read strictly (:mod:`payflow.core._replies`). A record leaves the
 journal only on replies that prove no money is held or that account for it;
 anything else -- an unreadable reply, a mismatch, a 409 its own records do not
 explain, a payment still pending after an unconfirmed cancel -- keeps it
@@ -31,17 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from payflow.core import api
-from payflow.core.calls import Context, Flow, PollingTimedOut, call, poll_until_settled
-from payflow.core.errors import (
-    ConflictError,
-    OutcomeUnknown,
-    PayflowError,
-    ProviderMismatch,
-    ReplyNotUnderstood,
-    RequestRejected,
-)
-from payflow.core.flows import (
+from payflow.core import _api as api
+from payflow.core._calls import Context, Flow, PollingTimedOut, call, poll_until_settled
+from payflow.core._flows import (
     cancel,
     capture,
     explain_conflict,
@@ -50,9 +42,17 @@ from payflow.core.flows import (
     request_in_progress,
     status,
 )
-from payflow.core.keys import derived_key
+from payflow.core._keys import derived_key
+from payflow.core._replies import Expected, PaymentStatus, read_payment
+from payflow.core.errors import (
+    ConflictError,
+    OutcomeUnknown,
+    PayflowError,
+    ProviderMismatch,
+    ReplyNotUnderstood,
+    RequestRejected,
+)
 from payflow.core.messages import Forget, PendingRecord, Save
-from payflow.core.replies import Expected, PaymentStatus, read_payment
 from payflow.core.states import MONEY_HELD, NOTHING_TAKEN
 from payflow.core.states import PaymentState as S
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from enum import Enum
 
-from payflow.core.backoff import Rng
+from payflow.core._backoff import Rng
 
 __all__ = ["KeyScope", "derived_key", "new_key"]
 
