@@ -29,7 +29,8 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -388,6 +389,24 @@ class SqliteJournal:
         """How this journal tells whether an owner is still running."""
         return self._alive
 
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: every other writer, in this process or
+        another, waits until it commits; anything raised inside rolls it back. An SQLite
+        failure becomes a :class:`JournalError` naming ``action``."""
+        try:
+            with self._lock:
+                db = self._db
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise self._fail(action, exc) from None
+
     def _fail(self, action: str, exc: sqlite3.Error) -> JournalError:
         return JournalError(self.path, f"cannot {action} ({exc})")
 
@@ -412,24 +431,14 @@ class SqliteJournal:
         """
         r = record
         row = _row(r, owner, lease_until)
-        try:
-            with self._lock:
-                db = self._db
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    found = db.execute(
-                        f"SELECT {_COLUMNS} FROM pending WHERE operation = 'pay' "
-                        "AND reference = ? LIMIT 1",
-                        (r.reference,),
-                    ).fetchone()
-                    if found is None:
-                        db.execute(_UPSERT, row)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            raise self._fail("save a record", exc) from None
+        with self._transaction("save a record") as db:
+            found = db.execute(
+                f"SELECT {_COLUMNS} FROM pending WHERE operation = 'pay' "
+                "AND reference = ? LIMIT 1",
+                (r.reference,),
+            ).fetchone()
+            if found is None:
+                db.execute(_UPSERT, row)
         return None if found is None else _entry(found)
 
     def forget(self, idempotency_key: str) -> None:
@@ -482,23 +491,13 @@ class SqliteJournal:
         handed to two processes.
         """
         at = time.time() if now is None else now
-        try:
-            with self._lock:
-                db = self._db
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    entries = [_entry(row) for row in db.execute(_SELECT).fetchall()]
-                    taken = [e for e in entries if _claimable(e, owner, at, self._alive)]
-                    db.executemany(
-                        "UPDATE pending SET owner = ?, lease_until = ? WHERE idempotency_key = ?",
-                        [(owner, lease_until, e.record.idempotency_key) for e in taken],
-                    )
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            raise self._fail("claim records", exc) from None
+        with self._transaction("claim records") as db:
+            entries = [_entry(row) for row in db.execute(_SELECT).fetchall()]
+            taken = [e for e in entries if _claimable(e, owner, at, self._alive)]
+            db.executemany(
+                "UPDATE pending SET owner = ?, lease_until = ? WHERE idempotency_key = ?",
+                [(owner, lease_until, e.record.idempotency_key) for e in taken],
+            )
         return [e.record for e in taken]
 
     def release(self, keys: Iterable[str], owner: str) -> None:
