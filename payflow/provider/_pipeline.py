@@ -134,7 +134,17 @@ class Capacity(Generic[W]):
     and dequeue (never per tick), per slot of ``slot_s`` seconds from t = 0.
     """
 
-    __slots__ = ("_areas", "_queue", "_since", "_wake", "busy", "closed", "limit", "max_queue", "slot_s")
+    __slots__ = (
+        "_areas",
+        "_queue",
+        "_since",
+        "_wake",
+        "busy",
+        "closed",
+        "limit",
+        "max_queue",
+        "slot_s",
+    )
 
     def __init__(self, limit: int, wake: Callable[[W], bool], *, slot_s: float = 900.0) -> None:
         if limit < 1:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import cast
 
 import simpy
 
@@ -224,7 +225,7 @@ class ProviderModel:
         self.env.timeout(before, job).callbacks.append(self._commit_due)
 
     def _commit(self, event: simpy.Event) -> None:
-        job: Job = event._value
+        job: Job = event._value  # the timeout's value (``.value`` checks what it need not)
         after = self.pipeline.commit(job, self.env.now)
         if after is None:
             self._finish(event)
@@ -235,14 +236,17 @@ class ProviderModel:
         job: Job = event._value
         env = self.env
         action = self.pipeline.finish(job, env.now)
+        reply = cast(simpy.Event, job.waiter)
         outcome: Outcome
         if action == "ok":
-            outcome = job.answer  # type: ignore[assignment]
+            answer = job.answer
+            assert answer is not None  # the pipeline's finish sees to it
+            outcome = answer
             mangle = job.mangle
             if mangle is not None:
-                outcome = seen_reply(job.answer, mangle)  # type: ignore[arg-type]
+                outcome = seen_reply(answer, mangle)
                 if mangle.trickle_s > 0:  # the last byte arrives trickle_s later
-                    env.timeout(mangle.trickle_s, outcome).callbacks.append(_deliver(job.waiter))
+                    env.timeout(mangle.trickle_s, outcome).callbacks.append(_deliver(reply))
                     return
         elif action == "lost":
             return  # the client waits until its own timeout
@@ -250,6 +254,5 @@ class ProviderModel:
             outcome = _TIMED_OUT_RESET
         else:  # error_before / error_after
             outcome = _UNAVAILABLE
-        reply: simpy.Event = job.waiter  # type: ignore[assignment]
         if not reply.triggered:
             reply.succeed(outcome)
