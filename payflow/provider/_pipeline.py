@@ -64,11 +64,18 @@ __all__ = [
     "Pipeline",
     "ProviderStats",
     "ServiceSampler",
+    "default_service",
 ]
 
 #: Draws what happens to one request under the faults of the moment (the faults of
 #: its endpoint kind); the default is the profile's own draw.
 ServiceSampler = Callable[[Faults, random.Random], FaultDraw]
+
+def default_service(faults: Faults, rng: random.Random) -> FaultDraw:
+    """The fault profile's own draw (latency before/after commit and the action);
+    :class:`Pipeline` makes the same draws without building a :class:`FaultDraw`."""
+    return faults.draw(rng)
+
 
 #: :attr:`Job.plan` values. Plain strings compared by identity: the hot path of a
 #: simulated day asks once per request.
@@ -373,7 +380,8 @@ class Pipeline(Generic[W]):
         self.time_scale = float(time_scale)
         self.fault_step_s = fault_step_s
         self.day_offset = day_offset
-        self.service = service
+        # the profile's own draw is the default, made without building a FaultDraw
+        self.service = None if service is default_service else service
         self.read_latency = read_latency
         self.queue_limit = queue_limit
         self.on_commit = on_commit

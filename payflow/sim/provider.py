@@ -51,17 +51,13 @@ from payflow.provider._pipeline import (
     Pipeline,
     ProviderStats,
     ServiceSampler,
+    default_service,
 )
-from payflow.provider.faults import FaultDraw, FaultProfile, Faults
+from payflow.provider.faults import FaultProfile, Faults
 from payflow.provider.ledger import Ledger, error_body
 from payflow.provider.misbehaviour import seen_reply
 
 __all__ = ["Capacity", "ProviderModel", "ProviderStats", "ServiceSampler", "default_service"]
-
-
-def default_service(faults: Faults, rng: random.Random) -> FaultDraw:
-    """The fault profile's own draw (latency before/after commit and the action)."""
-    return faults.draw(rng)
 
 
 _UNAVAILABLE = Response(
@@ -121,8 +117,7 @@ class ProviderModel:
             self._wake,
             fault_step_s=FAULT_STEP_S,
             day_offset=day_offset,
-            # the profile's own draw is the pipeline's default (no FaultDraw built)
-            service=None if service is None or service is default_service else service,
+            service=service,
             read_latency=read_latency,
             queue_limit=queue_limit,
             on_commit=on_commit,
