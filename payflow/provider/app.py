@@ -1,7 +1,10 @@
-"""The reference provider as a Starlette ASGI app over a :class:`~payflow.provider.ledger.Ledger`.
+"""The reference provider as a Starlette ASGI app: the wire around the one provider pipeline.
 
-Each API request is checked (auth, client version, body size and JSON), then
-passes through the faults of the moment (:class:`~payflow.provider.faults.Faults`):
+Rule: this module reads and writes HTTP and waits; what happens to a request is
+decided by :class:`payflow.provider._pipeline.Pipeline`, the same object the SimPy
+model (:mod:`payflow.sim.provider`) drives. Each API request is checked on the wire
+(auth, client version, body size and JSON), then goes through the pipeline's steps
+under the faults of the moment (:class:`~payflow.provider.faults.Faults`):
 
 1. ``throttle`` -- answered 429 with ``Retry-After`` at once, never processed;
 2. queue for one of ``capacity`` slots;
@@ -43,8 +46,7 @@ import secrets
 import time
 import urllib.parse
 import uuid
-from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -62,9 +64,10 @@ from payflow.core._api import (
     CORRELATION_HEADER,
     IDEMPOTENCY_HEADER,
 )
-from payflow.core.messages import Request, Response
-from payflow.provider.faults import FaultDraw, FaultProfile, Faults, endpoint_kind
-from payflow.provider.ledger import HugeNumber, Ledger, PayerModel, Ticket, error_body
+from payflow.core.messages import Request
+from payflow.provider._pipeline import ANSWER, SHED, THROTTLE, Capacity, Pipeline
+from payflow.provider.faults import FaultProfile, Faults
+from payflow.provider.ledger import HugeNumber, Ledger, PayerModel, error_body
 from payflow.provider.misbehaviour import WireReply, wire_reply
 
 __all__ = [
@@ -150,65 +153,39 @@ def _finish(work: asyncio.Future[bool]) -> None:
         work.set_result(True)
 
 
-class _Capacity:
-    """A semaphore whose size may change with the time of day; waiters are FIFO.
-
-    :meth:`close` (at shutdown) refuses every waiter and later arrival at once.
-    """
-
-    def __init__(self) -> None:
-        self.busy = 0
-        self.closed = False
-        self._waiters: deque[asyncio.Future[bool]] = deque()
-
-    def try_acquire(self, limit: int) -> bool:
-        """Take a slot if one is free and nobody queues; never waits."""
-        if self.busy < limit and not self._waiters:
-            self.busy += 1
-            return True
+def _wake(future: asyncio.Future[bool]) -> bool:
+    """Hand a slot of the pipeline's :class:`Capacity` to a waiting request; False
+    for one whose task was cancelled meanwhile (the slot goes to the next)."""
+    if future.done():
         return False
-
-    async def acquire(self, limit: int) -> bool:
-        """Wait for a slot: True once taken, False if the capacity was closed."""
-        if self.try_acquire(limit):
-            return True
-        if self.closed:
-            return False
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                if future.result():
-                    self.release(limit)  # we were handed a slot we will not use
-            elif future in self._waiters:  # a release may have popped (and skipped) it
-                self._waiters.remove(future)
-            raise
-
-    def release(self, limit: int) -> None:
-        self.busy -= 1
-        while self._waiters and self.busy < limit:
-            future = self._waiters.popleft()
-            if not future.done():
-                self.busy += 1
-                future.set_result(True)
-
-    def close(self) -> None:
-        """Refuse every waiter now and every request that would have to wait later."""
-        self.closed = True
-        while self._waiters:
-            future = self._waiters.popleft()
-            if not future.done():
-                future.set_result(False)
-
-    @property
-    def queued(self) -> int:
-        return len(self._waiters)
+    future.set_result(True)
+    return True
 
 
-class _ShuttingDown(Exception):
-    """Internal: the server began shutting down before this request's change was made."""
+async def _acquire(capacity: Capacity[asyncio.Future[bool]], clock: Callable[[], float]) -> bool:
+    """Wait for a slot: True once taken, False if the capacity was closed."""
+    if capacity.try_enter():
+        return True
+    if capacity.closed:
+        return False
+    future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    capacity.wait(future, clock())
+    try:
+        return await future
+    except asyncio.CancelledError:
+        if future.done() and not future.cancelled():
+            if future.result():
+                capacity.leave(clock())  # we were handed a slot we will not use
+        else:  # still queued, or popped (and skipped) by a leave meanwhile
+            capacity.withdraw(future, clock())
+        raise
+
+
+def _close(capacity: Capacity[asyncio.Future[bool]], now: float) -> None:
+    """Refuse every waiter now and every request that would have to wait later."""
+    for future in capacity.close(now):
+        if not future.done():
+            future.set_result(False)
 
 
 class ProviderState:
@@ -272,14 +249,31 @@ class ProviderState:
         )
         self.fault_rng = random.Random(f"{seed}:faults")
         self._id_rng = random.Random(f"{seed}:server")
-        self.capacity = _Capacity()
+        # The simulated clock is exact here (a few requests a second), so the
+        # profile is looked up at each request's own time (fault_step_s=0).
+        self.pipeline: Pipeline[asyncio.Future[bool]] = Pipeline(
+            self.ledger, faults, self.fault_rng, _wake, time_scale=time_scale, start=day_offset_s
+        )
+        self.capacity = self.pipeline.capacity
         self._t0 = time.monotonic()
         self._stopping: asyncio.Event | None = None
         self._working: set[asyncio.Future[bool]] = set()  # requests in their latency
         self.shutting_down = False
-        self.lost = 0  # responses withheld after commit
-        self.resets = 0  # connections reset before commit
-        self.misbehaved = 0  # answers mangled or trickled (odd Retry-After included)
+
+    @property
+    def lost(self) -> int:
+        """Responses withheld after commit."""
+        return self.pipeline.stats.lost
+
+    @property
+    def resets(self) -> int:
+        """Connections reset before commit."""
+        return self.pipeline.stats.resets
+
+    @property
+    def misbehaved(self) -> int:
+        """Answers mangled or trickled (odd ``Retry-After`` included)."""
+        return self.pipeline.stats.misbehaved
 
     def __repr__(self) -> str:
         return (
@@ -292,17 +286,12 @@ class ProviderState:
         return self.day_offset_s + (time.monotonic() - self._t0) * self.time_scale
 
     def scaled_poll_delay(self, base_ms: int) -> int:
-        """``pollDelayInMs`` in real time: ``base_ms`` / time scale, rounded up, at least 1.
-
-        A base of 0 stays 0; at time scale 1 nothing changes.
-        """
-        if self.time_scale == 1.0 or base_ms <= 0:
-            return base_ms
-        return max(1, math.ceil(round(base_ms / self.time_scale, 6)))
+        """``pollDelayInMs`` in real time (see :meth:`Pipeline.scaled_poll_delay`)."""
+        return self.pipeline.scaled_poll_delay(base_ms)
 
     def faults_now(self, now: float) -> Faults | None:
         """The faults at simulated time ``now`` (None without a profile)."""
-        return None if self.faults is None else self.faults.at(now)
+        return self.pipeline.faults_at(now)
 
     def new_correlation_id(self) -> str:
         """A correlation id for answers the ledger does not make (auth, JSON, faults)."""
@@ -329,7 +318,7 @@ class ProviderState:
         for work in self._working:
             if not work.done():
                 work.set_result(False)
-        self.capacity.close()
+        _close(self.capacity, self.now())
 
     async def work(self, seconds: float) -> bool:
         """A request's latency (``asyncio.sleep``); False if :meth:`shut_down` cut it short."""
@@ -596,54 +585,55 @@ class _Api:
         self, scope: Scope, receive: Receive, send: Send, client_id: str, request: Request
     ) -> None:
         state = self.state
-        ledger = state.ledger
-        faults = state.faults_now(state.now())
-        if faults is None:  # the fast path: no faults at all
-            delay = state.scaled_poll_delay(ledger.poll_delay_ms)
-            response = ledger.handle(client_id, request, state.now(), poll_delay_ms=delay)
-            return await _send_json(send, response.status, response.body, response.headers)
-        kind = endpoint_kind(request.method, request.path) if faults.kinds else None
-        draw = faults.draw(state.fault_rng, kind)
-        faults = faults.for_kind(kind)
-        mangle = draw.mangle
-        if draw.action == "throttle":
-            retry_after = str(max(0, math.ceil(faults.retry_after_s / state.time_scale)))
-            if mangle is not None and mangle.retry_after is not None:
-                state.misbehaved += 1
-                retry_after = mangle.retry_after  # verbatim: odd values are not time-scaled
+        pipeline = state.pipeline
+        job = pipeline.arrive(client_id, request, state.now())
+        plan = job.plan
+        if plan is ANSWER:  # no fault profile: the ledger answered at once
+            answer = job.answer
+            assert answer is not None
+            return await _send_json(send, answer.status, answer.body, answer.headers)
+        if plan is THROTTLE:
             return await self._error(
                 send,
                 429,
                 "too_many_requests",
                 "client: too many requests, retry after the Retry-After delay",
-                **{"retry-after": retry_after},
+                **{"retry-after": job.retry_after},
             )
+        if plan is SHED:
+            return await self._error(send, 503, "overloaded", "server: queue full, retry later")
+        if not await _acquire(pipeline.capacity, state.now):
+            return await self._shutting_down(send)
         scale = state.time_scale
-        outcome: Response | None
-        if not await state.capacity.acquire(faults.capacity):
-            return await self._shutting_down(send)
+        cut = False
         try:
-            outcome = await self._process(client_id, request, faults, draw, scale)
-        except _ShuttingDown:
+            before = pipeline.start(job, state.now())
+            if before > 0 and not await state.work(before / scale):
+                cut = True  # shutting down before the change: nothing is made
+            else:
+                after = pipeline.commit(job, state.now())
+                if after:
+                    await state.work(after / scale)
+        except BaseException:
+            pipeline.drop(job, state.now())
+            raise
+        if cut:
+            pipeline.drop(job, state.now())
             return await self._shutting_down(send)
-        finally:
-            current = state.faults_now(state.now())
-            state.capacity.release(faults.capacity if current is None else current.capacity)
-        if draw.action == "reset" and outcome is None:
-            state.resets += 1
+        action = pipeline.finish(job, state.now())
+        if action == "reset":
             return await self._drop(scope, receive, hold=False)
-        if draw.action in ("error_before", "error_after"):
+        if action == "lost":
+            return await self._drop(scope, receive, hold=True)
+        if action != "ok":  # error_before / error_after
             return await self._error(
                 send, 503, "service_unavailable", "server: temporarily unavailable, retry later"
             )
-        if draw.action == "lost":
-            state.lost += 1
-            return await self._drop(scope, receive, hold=True)
-        assert outcome is not None
+        answer, mangle = job.answer, job.mangle
+        assert answer is not None
         if mangle is None:
-            return await _send_json(send, outcome.status, outcome.body, outcome.headers)
-        state.misbehaved += 1
-        reply = wire_reply(outcome, mangle)
+            return await _send_json(send, answer.status, answer.body, answer.headers)
+        reply = wire_reply(answer, mangle)
         await self._send_wire(scope, receive, send, reply, mangle.trickle_s / scale)
 
     async def _send_wire(
@@ -693,31 +683,6 @@ class _Api:
         transport.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_wait_disconnect(receive), timeout=1.0)
-
-    async def _process(
-        self, client_id: str, request: Request, faults: Faults, draw: FaultDraw, scale: float
-    ) -> Response | None:
-        ledger = self.state.ledger
-        result = ledger.begin(client_id, request, self.state.now())
-        try:
-            if draw.latency_before_s > 0 and not await self.state.work(
-                draw.latency_before_s / scale
-            ):
-                raise _ShuttingDown  # cut short before the change: nothing is made
-        except BaseException:
-            if isinstance(result, Ticket):
-                ledger.abandon(result)
-            raise
-        if not draw.commits:
-            if isinstance(result, Ticket):
-                ledger.abandon(result)
-            return None
-        if isinstance(result, Ticket):
-            delay = self.state.scaled_poll_delay(faults.poll_delay_ms)
-            result = ledger.commit(result, self.state.now(), poll_delay_ms=delay)
-        if draw.latency_after_s > 0:
-            await self.state.work(draw.latency_after_s / scale)
-        return result
 
     async def _shutting_down(self, send: Send) -> None:
         await self._error(send, 503, "service_unavailable", "server: shutting down, retry later")

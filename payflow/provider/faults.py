@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from payflow._data import load_toml, shipped_names
 
@@ -320,6 +320,10 @@ class FaultDraw:
     and only when the profile has a misbehaviour probability above zero.
     """
 
+    #: The actions after which the ledger has applied the request -- the one
+    #: definition (the provider pipeline asks it too, without building a draw).
+    COMMITTING: ClassVar[frozenset[str]] = frozenset({"ok", "error_after", "lost"})
+
     latency_before_s: float
     latency_after_s: float
     action: Action
@@ -329,7 +333,7 @@ class FaultDraw:
     @property
     def commits(self) -> bool:
         """True if the ledger applies the request."""
-        return self.action in ("ok", "error_after", "lost")
+        return self.action in self.COMMITTING
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,11 +192,22 @@ def run(
 
 
 def _merge_stats(stats: list[ProviderStats]) -> ProviderStats:
-    """The provider statistics of several days as one: totals, and the largest queue."""
+    """The provider statistics of several days as one: totals, the largest queue,
+    and the queue over the mean day (each day is its own provider from t = 0)."""
     if len(stats) == 1:
         return stats[0]
     merged = ProviderStats()
     for f in fields(ProviderStats):
         values = [getattr(s, f.name) for s in stats]
-        setattr(merged, f.name, max(values) if f.name == "max_queue" else sum(values))
+        if f.name == "max_queue":
+            setattr(merged, f.name, max(values))
+        elif f.name == "queue_slot_s":
+            setattr(merged, f.name, values[0])
+        elif f.name == "queue_by_slot":
+            slots = max(len(v) for v in values)
+            merged.queue_by_slot = [
+                sum(v[i] for v in values if i < len(v)) / len(values) for i in range(slots)
+            ]
+        else:
+            setattr(merged, f.name, sum(values))
     return merged

@@ -27,14 +27,19 @@ INSTANT = PayerModel(approve_probability=1.0, decide_after_s=(0.0, 0.0))
 
 
 class _ScriptedFaults(Faults):
-    """Faults whose ``draw`` pops the fate of the next request from a script."""
+    """Faults whose draw pops the fate of the next request from a script.
 
-    def draw(self, rng: Any, kind: str | None = None) -> FaultDraw:
+    ``draw_parts`` is the one draw (the provider pipeline calls it; ``draw`` is
+    built on it), so overriding it scripts both.
+    """
+
+    def draw_parts(self, rng: Any, kind: str | None = None) -> Any:
         script: deque[FaultDraw] = self.__dict__["script"]
         try:
-            return script.popleft()
+            fate = script.popleft()
         except IndexError:
-            return FaultDraw(0.0, 0.0, "ok")
+            fate = FaultDraw(0.0, 0.0, "ok")
+        return fate.latency_before_s, fate.latency_after_s, fate.action, fate.mangle
 
 
 class ScriptedProfile(FaultProfile):

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from payflow.core._api import IDEMPOTENCY_HEADER
-from payflow.provider.app import ProviderState, _Capacity, create_app
+from payflow.provider._pipeline import Capacity
+from payflow.provider.app import ProviderState, _acquire, _close, _wake, create_app
 from payflow.provider.faults import FaultProfile, Faults
 from payflow.provider.ledger import PayerModel
 from payflow.provider.testing import RunningProvider, running_provider
@@ -434,24 +435,33 @@ def test_time_scale_scales_the_fault_profile_poll_delay(scale: float, expected: 
         assert r.json()["pollDelayInMs"] == expected
 
 
+def _capacity(limit: int) -> Capacity[asyncio.Future[bool]]:
+    """The pipeline's capacity as the app uses it (waiters are asyncio futures)."""
+    return Capacity(limit, _wake)
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
 def test_capacity_queues_requests_fifo() -> None:
     async def go() -> list[int]:
-        cap = _Capacity()
+        cap = _capacity(2)
         order: list[int] = []
 
         async def user(i: int) -> None:
-            await cap.acquire(2)
+            await _acquire(cap, _now)
             order.append(i)
             await asyncio.sleep(0.01)
-            cap.release(2)
+            cap.leave(_now())
 
-        await cap.acquire(2)
-        await cap.acquire(2)
+        await _acquire(cap, _now)
+        await _acquire(cap, _now)
         tasks = [asyncio.create_task(user(i)) for i in range(4)]
         await asyncio.sleep(0)
         assert cap.queued == 4 and order == []
-        cap.release(2)
-        cap.release(2)
+        cap.leave(_now())
+        cap.leave(_now())
         await asyncio.gather(*tasks)
         assert cap.busy == 0
         return order
@@ -461,15 +471,15 @@ def test_capacity_queues_requests_fifo() -> None:
 
 def test_capacity_cancelled_waiter_frees_its_place() -> None:
     async def go() -> None:
-        cap = _Capacity()
-        await cap.acquire(1)
-        waiter = asyncio.create_task(cap.acquire(1))
+        cap = _capacity(1)
+        await _acquire(cap, _now)
+        waiter = asyncio.create_task(_acquire(cap, _now))
         await asyncio.sleep(0)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
         assert cap.queued == 0
-        cap.release(1)
+        cap.leave(_now())
         assert cap.busy == 0
 
     asyncio.run(go())
@@ -480,18 +490,18 @@ def test_capacity_waiter_cancelled_just_before_a_release_pops_it() -> None:
     must not fail (it did, with ValueError, at server shutdown under load)."""
 
     async def go() -> None:
-        cap = _Capacity()
-        await cap.acquire(1)
-        first = asyncio.create_task(cap.acquire(1))
-        second = asyncio.create_task(cap.acquire(1))
+        cap = _capacity(1)
+        await _acquire(cap, _now)
+        first = asyncio.create_task(_acquire(cap, _now))
+        second = asyncio.create_task(_acquire(cap, _now))
         await asyncio.sleep(0)
         first.cancel()  # its future is cancelled now; its except-clause runs later
-        cap.release(1)  # pops the cancelled future, grants the second waiter
+        cap.leave(_now())  # pops the cancelled future, grants the second waiter
         with pytest.raises(asyncio.CancelledError):
             await first
         await second
         assert cap.busy == 1 and cap.queued == 0
-        cap.release(1)
+        cap.leave(_now())
         assert cap.busy == 0
 
     asyncio.run(go())
@@ -540,26 +550,26 @@ def test_shutdown_ends_work_in_progress_and_refuses_the_queue_quietly() -> None:
 
 def test_capacity_close_refuses_waiters_and_later_arrivals() -> None:
     async def go() -> None:
-        cap = _Capacity()
-        assert await cap.acquire(1)
-        waiter = asyncio.create_task(cap.acquire(1))
+        cap = _capacity(1)
+        assert await _acquire(cap, _now)
+        waiter = asyncio.create_task(_acquire(cap, _now))
         await asyncio.sleep(0)
-        cap.close()
+        _close(cap, _now())
         assert await waiter is False and cap.queued == 0
-        assert await cap.acquire(1) is False  # full: refused, not queued
-        cap.release(1)
-        assert cap.busy == 0 and await cap.acquire(1)  # a free slot is still taken
+        assert await _acquire(cap, _now) is False  # full: refused, not queued
+        cap.leave(_now())
+        assert cap.busy == 0 and await _acquire(cap, _now)  # a free slot is still taken
 
     asyncio.run(go())
 
 
 def test_capacity_waiter_granted_then_cancelled_gives_the_slot_back() -> None:
     async def go() -> None:
-        cap = _Capacity()
-        await cap.acquire(1)
-        waiter = asyncio.create_task(cap.acquire(1))
+        cap = _capacity(1)
+        await _acquire(cap, _now)
+        waiter = asyncio.create_task(_acquire(cap, _now))
         await asyncio.sleep(0)
-        cap.release(1)  # hands the slot to the waiter...
+        cap.leave(_now())  # hands the slot to the waiter...
         waiter.cancel()  # ...which is cancelled before it resumes
         with pytest.raises(asyncio.CancelledError):
             await waiter

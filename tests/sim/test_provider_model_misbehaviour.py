@@ -156,7 +156,7 @@ def test_a_trickled_answer_arrives_trickle_s_later() -> None:
     assert isinstance(out, Response) and out.status == 201
     assert out.body == _plain().body  # the body is the ledger's
     assert at == pytest.approx(5.2) and estimate == pytest.approx(5.2)
-    assert model.capacity.count == 0  # the slot was freed before the trickle
+    assert model.capacity.busy == 0  # the slot was freed before the trickle
 
 
 def test_a_trickle_can_outlast_the_clients_timeout_after_the_charge() -> None:
