@@ -16,7 +16,14 @@ The file holds three checks, each computed by existing code:
   (:func:`payflow.sim.validate.mmc`) against Erlang C, over independent
   replications, as ``tests/validation/test_queueing.py`` judges it;
 * ``jitter``: the AWS backoff-and-jitter study re-run with the shipped backoff
-  (:func:`payflow.sim.contention.study`) and whether its findings hold.
+  (:func:`payflow.sim.contention.study`) and whether its findings hold;
+* ``amplification``: the shipped retry loop against independent failures
+  (:func:`payflow.sim.validate.amplification`) and its closed forms.
+
+:func:`agreement_table`, :func:`erlang_table`, :func:`jitter_table` and
+:func:`amplification_table` turn the saved figures into the tables the report
+shows (strings, as printed), and :func:`disagreements` says plainly where the
+simulation and the real client disagree.
 """
 
 from __future__ import annotations
@@ -45,11 +52,18 @@ __all__ = [
     "MMC",
     "SIM_SEEDS",
     "STRATEGIES",
+    "agreement_table",
+    "amplification_check",
+    "amplification_table",
+    "disagreements",
     "erlang_c",
+    "erlang_table",
     "jitter",
     "jitter_findings",
+    "jitter_table",
     "load",
     "measure",
+    "metric_cell",
     "register",
     "save",
     "shipped_path",
@@ -76,12 +90,30 @@ MMC_CUSTOMERS = 20_000
 _T99_9DF = 3.250  # Student t, two-sided 99 %, 9 degrees of freedom (10 replications)
 JITTER_CLIENTS = (50, 100)
 JITTER_REPLICATIONS = 30
+#: (failure probability p, retries N) of the amplification check, as in docs/validation.md.
+AMPLIFICATION: tuple[tuple[float, int], ...] = ((0.1, 2), (0.3, 2), (0.3, 5), (0.6, 2), (0.6, 5))
+AMPLIFICATION_REQUESTS = 10_000
+#: How each compared metric is named on the page, and whether it is a rate (shown in %).
+METRIC_LABELS: dict[str, tuple[str, bool]] = {
+    "duplicate_charge_rate": ("double capture", True),
+    "orphan_charge_rate": ("orphan charge", True),
+    "fulfilled_rate": ("fulfilled", True),
+    "timeouts_per_order": ("timeouts / order", False),
+    "retries_per_order": ("retries / order", False),
+    "provider_calls_per_order": ("provider calls / order", False),
+}
 
 
 def shipped_path() -> Path:
-    """Where the shipped figures live: ``data/validation/last.json``."""
+    """Where the shipped figures live: ``data/validation/last.json`` of the source checkout
+    this module belongs to, else of the installed ``payflow.data`` package."""
     from importlib.resources import files
 
+    # A checkout's own file first: an editable install of another checkout maps
+    # payflow.data to *that* checkout's data/, which may hold older figures.
+    beside = Path(__file__).resolve().parents[1] / "data" / "validation" / "last.json"
+    if beside.is_file():
+        return beside
     return Path(str(files("payflow.data"))) / "validation" / "last.json"
 
 
@@ -201,6 +233,40 @@ def jitter_findings(table: pd.DataFrame) -> list[dict[str, Any]]:
     return found
 
 
+def amplification_check(
+    cases: Iterable[tuple[float, int]] = AMPLIFICATION, requests: int = AMPLIFICATION_REQUESTS
+) -> pd.DataFrame:
+    """Calls per request and success rate of the shipped retry loop against the closed
+    forms, one row per (p, N); ``within``: both inside four standard errors, as
+    ``tests/validation/test_retries.py`` judges (the calls' variance bounded by the
+    untruncated geometric one, p / (1 - p)^2)."""
+    import pandas as pd
+
+    from payflow.sim.validate import amplification
+
+    rows = []
+    for p, retries in cases:
+        r = amplification(p, retries, requests=requests, seed=11)
+        se_calls = math.sqrt(p / (1 - p) ** 2 / requests)
+        ok = r["expected_success"]
+        se_success = math.sqrt(ok * (1 - ok) / requests)
+        rows.append(
+            {
+                "p": p,
+                "retries": retries,
+                "expected_calls": r["expected_calls"],
+                "calls_per_request": r["calls_per_request"],
+                "expected_success": ok,
+                "success_rate": r["success_rate"],
+                "within": bool(
+                    abs(r["calls_per_request"] - r["expected_calls"]) < 4 * se_calls
+                    and abs(r["success_rate"] - ok) < 4 * se_success + 1 / requests
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _commit() -> str:
     """The commit the figures were made at (``+dirty`` if the tree had changes)."""
     where = Path(__file__).resolve().parents[1]
@@ -247,14 +313,18 @@ def measure(*, small: bool = False, command: str = "") -> dict[str, Any]:
     from payflow.compare import AGREEMENT
     from payflow.sim.notes import agreement_verdict
 
+    # The real runs live on a compressed clock: a busy machine can turn a late thread into
+    # a timeout, so the load at the start is part of what the figures mean.
+    load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     table = sim_vs_real(SMALL_CASES, sim_seeds=range(5)) if small else sim_vs_real()
     queue = erlang_c(MMC[:1], customers=2_000) if small else erlang_c()
     study = jitter((50,), 5) if small else jitter()
+    amp = amplification_check(AMPLIFICATION[:2], 1_000) if small else amplification_check()
     return {
         "made": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _commit(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}",
+        f"{platform.python_version()}, load average {load_at_start:.1f} at the start",
         "command": command or "payflow.validity.measure()",
         "small": small,
         "sim_vs_real": {
@@ -275,7 +345,132 @@ def measure(*, small: bool = False, command: str = "") -> dict[str, Any]:
             "rows": _records(study, list(study.columns)),
             "findings": jitter_findings(study),
         },
+        "amplification": {
+            "requests": AMPLIFICATION_REQUESTS if not small else 1_000,
+            "interval": "four standard errors",
+            "rows": _records(amp, list(amp.columns)),
+        },
     }
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "NO"
+
+
+def metric_cell(metric: str, value: float | None) -> str:
+    """A compared metric as the page prints it: rates in % (2 decimals), means to 3."""
+    _, rate = METRIC_LABELS.get(metric, (metric, metric.endswith("_rate")))
+    return _pct(value) if rate else _num(value)
+
+
+def agreement_table(figures: dict[str, Any]) -> pd.DataFrame:
+    """Sim vs real, one row per (case, strategy, metric), as the page prints it."""
+    import pandas as pd
+
+    rows = []
+    for r in figures["sim_vs_real"]["rows"]:
+        metric = str(r["metric"])
+        low, high = metric_cell(metric, r["low"]), metric_cell(metric, r["high"])
+        rows.append(
+            {
+                "case": r["case"],
+                "strategy": r["strategy"],
+                "metric": METRIC_LABELS.get(metric, (metric, False))[0],
+                "simulation": metric_cell(metric, r["sim"]),
+                "real": metric_cell(metric, r["real"]),
+                "95 % interval for the real value": f"{low} – {high}",
+                "agrees": _yes(bool(r["within"])),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def disagreements(figures: dict[str, Any]) -> list[str]:
+    """Every real value outside the simulation's interval, one plain sentence each
+    (or one sentence saying there is none)."""
+    rows = figures["sim_vs_real"]["rows"]
+    misses = [r for r in rows if not r["within"]]
+    if not misses:
+        return [f"No disagreement: all {len(rows)} real values fell inside the simulation's "
+                "interval."]  # fmt: skip
+    lines = [f"Disagreement in {len(misses)} of {len(rows)} comparisons:"]
+    for r in misses:
+        metric = str(r["metric"])
+        side = "above" if r["high"] is not None and r["real"] > r["high"] else "below"
+        lines.append(
+            f"{r['case']}, {r['strategy']}: the real {METRIC_LABELS.get(metric, (metric,))[0]} "
+            f"was {metric_cell(metric, r['real'])}, {side} the simulation's interval "
+            f"{metric_cell(metric, r['low'])} – {metric_cell(metric, r['high'])} "
+            f"(simulated {metric_cell(metric, r['sim'])})."
+        )
+    return lines
+
+
+def erlang_table(figures: dict[str, Any]) -> pd.DataFrame:
+    """The Erlang C check as the page prints it."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "λ/μ/c": f"{r['arrival_rate']:g}/{r['service_rate']:g}/{r['servers']}",
+                "ρ": f"{r['rho']:.2f}",
+                "Erlang C W_q (s)": f"{r['erlang_c_wait_s']:.3f}",
+                "simulated mean [99 % interval] (s)": f"{r['mean_wait_s']:.3f} "
+                f"[{r['low']:.3f} – {r['high']:.3f}]",
+                "utilisation": f"{r['utilization']:.3f}",
+                "agrees": _yes(bool(r["within"])),
+            }
+            for r in figures["erlang_c"]["rows"]
+        ]
+    )
+
+
+def jitter_table(figures: dict[str, Any]) -> pd.DataFrame:
+    """The AWS jitter study as the page prints it."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "clients": str(int(r["clients"])),
+                "backoff": r["algorithm"],
+                "writes (work) [95 %]": f"{r['calls']:.0f} "
+                f"[{r['calls_low']:.0f} – {r['calls_high']:.0f}]",
+                "completion (ms) [95 %]": f"{r['completion_ms']:,.0f} "
+                f"[{r['completion_ms_low']:,.0f} – {r['completion_ms_high']:,.0f}]",
+            }
+            for r in figures["jitter"]["rows"]
+        ]
+    )
+
+
+def amplification_table(figures: dict[str, Any]) -> pd.DataFrame:
+    """The retry-amplification check as the page prints it."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "p": f"{r['p']:g}",
+                "retries N": str(r["retries"]),
+                "calls / request: theory": f"{r['expected_calls']:.3f}",
+                "calls / request: measured": f"{r['calls_per_request']:.3f}",
+                "success: theory": f"{r['expected_success']:.4f}",
+                "success: measured": f"{r['success_rate']:.4f}",
+                "agrees": _yes(bool(r["within"])),
+            }
+            for r in figures.get("amplification", {}).get("rows", [])
+        ]
+    )
 
 
 def save(figures: dict[str, Any], path: str | Path) -> Path:
@@ -307,6 +502,12 @@ def _validate(args: argparse.Namespace) -> int:
             f"Erlang C {row['arrival_rate']:g}/{row['service_rate']:g}/{row['servers']}: "
             f"theory {row['erlang_c_wait_s']:.3f} s, measured {row['mean_wait_s']:.3f} s "
             f"[{row['low']:.3f}, {row['high']:.3f}] -> "
+            + ("agrees" if row["within"] else "DISAGREES")
+        )
+    for row in figures["amplification"]["rows"]:
+        print(
+            f"amplification p={row['p']:g} N={row['retries']}: calls {row['calls_per_request']:.3f}"
+            f" (theory {row['expected_calls']:.3f}) -> "
             + ("agrees" if row["within"] else "DISAGREES")
         )
     for finding in figures["jitter"]["findings"]:
