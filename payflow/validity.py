@@ -122,33 +122,36 @@ def sim_vs_real(
     strategies: Iterable[str] = STRATEGIES,
     sim_seeds: Iterable[int] = range(SIM_SEEDS),
     real_seed: int = 0,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Notebook 05's comparison: each case paid for real, then simulated.
 
     One row per (case, strategy, metric) from :func:`payflow.compare.compare`, with
     ``case`` (profile, start and length), ``time_scale`` and ``real_wall_s`` (how long
-    the real run took on the wall clock).
+    the real run took on the wall clock). ``progress`` shows a bar over the
+    (case, strategy) pairs (by default in a terminal, and as a widget in JupyterLab).
     """
     import pandas as pd
 
     from payflow import compare
+    from payflow.sim.progress import bar
 
     seeds = list(sim_seeds)
+    jobs = [(case, strategy) for case in cases for strategy in strategies]
     tables = []
-    for faults, start, duration_s, orders, time_scale in cases:
+    for (faults, start, duration_s, orders, time_scale), strategy in bar(
+        jobs, desc="real + simulated", unit="case", progress=progress
+    ):
         case = f"{faults} {start} +{duration_s // 60} min"
-        for strategy in strategies:
-            began = time.monotonic()
-            real = compare.real_run(
-                faults, strategy, orders, start, duration_s, time_scale=time_scale, seed=real_seed
-            )
-            wall = time.monotonic() - began
-            sim = compare.sim_run(faults, strategy, orders, start, duration_s, seeds=seeds)
-            tables.append(
-                compare.compare(real, sim).assign(
-                    case=case, time_scale=time_scale, real_wall_s=wall
-                )
-            )
+        began = time.monotonic()
+        real = compare.real_run(
+            faults, strategy, orders, start, duration_s, time_scale=time_scale, seed=real_seed
+        )
+        wall = time.monotonic() - began
+        sim = compare.sim_run(faults, strategy, orders, start, duration_s, seeds=seeds)
+        tables.append(
+            compare.compare(real, sim).assign(case=case, time_scale=time_scale, real_wall_s=wall)
+        )
     return pd.concat(tables, ignore_index=True)
 
 
@@ -316,13 +319,14 @@ def measure(*, small: bool = False, command: str = "") -> dict[str, Any]:
     # The real runs live on a compressed clock: a busy machine can turn a late thread into
     # a timeout, so the load at the start is part of what the figures mean.
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    commit = _commit()  # at the start: the code that runs, whatever changes meanwhile
     table = sim_vs_real(SMALL_CASES, sim_seeds=range(5)) if small else sim_vs_real()
     queue = erlang_c(MMC[:1], customers=2_000) if small else erlang_c()
     study = jitter((50,), 5) if small else jitter()
     amp = amplification_check(AMPLIFICATION[:2], 1_000) if small else amplification_check()
     return {
         "made": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _commit(),
+        "commit": commit,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load average {load_at_start:.1f} at the start",
         "command": command or "payflow.validity.measure()",
