@@ -23,6 +23,7 @@ _SUBCOMMAND_MODULES = (
     "payflow.sim.fit",
     "payflow.sim.tune",
     "payflow.report",
+    "payflow.validity",
 )
 
 

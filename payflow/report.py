@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+    from markupsafe import Markup
 
 # matplotlib, pandas and the simulation are imported when the report runs, so
 # that `payflow --help` (which registers this subcommand) stays fast.
@@ -275,65 +276,93 @@ def _hourly(counts: pd.DataFrame) -> pd.DataFrame:
     return pooled
 
 
-def _validity(
-    summary: pd.DataFrame, order: Sequence[str]
-) -> tuple[list[dict[str, str]], list[str]]:
-    from payflow.sim.validate import erlang_c_wait
+def _styled(frame: pd.DataFrame, name: str) -> Markup:
+    """A small table of strings (already formatted) as HTML, tagged for tests."""
+    from markupsafe import Markup
 
-    rows = [
-        {
-            "check": "Erlang C (M/M/c)",
-            "what": "the provider model's own queue against the closed form "
-            "(tests/validation/test_queueing.py, 10 replications x 20 000 customers)",
-            "result": f"theory W_q {erlang_c_wait(2, 1, 3):.3f} s at λ/μ/c = 2/1/3; last measured "
-            "0.443 s [99 % CI 0.414–0.472]; 8/1/10: 0.205 vs 0.208; 9/1/10: 0.669 vs 0.670 "
-            "(docs/validation.md)",
-        },
-        {
-            "check": "AWS backoff-and-jitter study",
-            "what": "Brooker 2015's contention simulation re-run with payflow.core.Backoff "
-            "(tests/validation/test_contention.py)",
-            "result": "findings reproduced at 50 and 100 clients: no jitter does the most work "
-            "and takes longest; full jitter least work (333 writes at 50 clients vs 622 "
-            "exponential); decorrelated finishes soonest",
-        },
-        {
-            "check": "retry amplification",
-            "what": "calls per request 1 + p + … + p^N under independent 503s",
-            "result": "within four standard errors (e.g. p = 0.6, N = 5: 2.383 expected, "
-            "2.376 measured)",
-        },
-        {
-            "check": "simulation vs the real client",
-            "what": "payflow.compare: the same strategies against the real HTTP provider and "
-            "in the simulation, per metric, judged on the simulation's seed-to-seed 95 % "
-            "interval (notebook 05, tests/compare)",
-            "result": "not re-run by this report (it needs real sockets and minutes); "
-            "notebook 05 prints, per metric, whether the real value falls in the interval",
-        },
+    styler = frame.style.hide(axis="index").set_uuid(name)
+    styler = styler.set_table_attributes(f'class="validity" data-table="{name}"')
+    if "agrees" in frame:
+        # A disagreement is the thing a reviewer must not miss.
+        styler = styler.map(
+            lambda v: "background:#f5b7b1;font-weight:bold" if v == "NO" else "",
+            subset=["agrees"],
+        )
+    return Markup(styler.to_html())
+
+
+def _validity(figures: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The validity section from the saved figures (:mod:`payflow.validity`)."""
+    from payflow import validity
+
+    if figures is None:
+        return {"missing": True}
+    fig = dict(figures)
+    jitter = fig["jitter"]
+    holds = [f for f in jitter["findings"] if f["holds"]]
+    fails = [f for f in jitter["findings"] if not f["holds"]]
+    jitter_lines = [
+        f"{f['clients']} clients: {f['finding']} — "
+        + ("holds." if f["holds"] else "DOES NOT HOLD.")
+        for f in holds + fails
     ]
-    notes = [
-        "Known limits: latency and fault rates are assumptions written in data/faults, not "
-        "fitted to a provider's logs; customer behaviour (patience, click-again habit) is a "
-        "guess, which the sensitivity section varies; the provider's queue length over the "
-        "day is not recorded."
-    ]
+    erlang = fig["erlang_c"]
+    erlang_misses = [r for r in erlang["rows"] if not r["within"]]
+    amp = fig.get("amplification", {"rows": []})
+    return {
+        "missing": False,
+        "made": fig["made"],
+        "commit": fig["commit"],
+        "machine": fig["machine"],
+        "command": fig["command"],
+        "small": bool(fig.get("small")),
+        "agreement": fig["sim_vs_real"]["agreement"],
+        "verdict": list(fig["sim_vs_real"]["verdict"]),
+        "disagreements": validity.disagreements(fig),
+        "sim_real": _styled(validity.agreement_table(fig), "sim-vs-real"),
+        "erlang": _styled(validity.erlang_table(fig), "erlang-c"),
+        "erlang_text": (
+            f"{len(erlang['rows']) - len(erlang_misses)} of {len(erlang['rows'])} queues agree "
+            f"with Erlang C ({erlang['replications']} replications of {erlang['customers']:,} "
+            f"customers; {erlang['interval']})."
+        ),
+        "jitter": _styled(validity.jitter_table(fig), "jitter"),
+        "jitter_lines": jitter_lines,
+        "jitter_text": f"{jitter['replications']} replications, {jitter['interval']}.",
+        "amplification": _styled(validity.amplification_table(fig), "amplification")
+        if amp["rows"]
+        else None,
+    }
+
+
+def _identical_notes(
+    summary: pd.DataFrame,
+    order: Sequence[str],
+    scenarios: Sequence[Any],
+    seeds: Sequence[int],
+    orders: int | None,
+) -> list[str]:
+    """A sentence for every pair of strategies with identical rows in every scenario,
+    saying why from a measurement (:mod:`payflow.sim.differ`): both are run again on
+    the page's scenarios and seeds with timelines kept, and the branches of the
+    settings they differ in are counted."""
+    from payflow.sim.differ import explain_identical, path_counts
+
     cols = [c for c in summary.columns if c.endswith("_rate") or c.endswith("_per_order")]
     by = {s: summary[summary["strategy"] == s].sort_values("scenario")[cols] for s in order}
+    notes: list[str] = []
     seen: set[str] = set()
     for i, a in enumerate(order):
         for b in order[i + 1 :]:
             if b in seen or not by[a].reset_index(drop=True).equals(by[b].reset_index(drop=True)):
                 continue
             seen.add(b)
+            counts = path_counts(a, b, scenarios, seeds, orders)
             notes.append(
-                f"{a} and {b} give identical rows in every scenario. They differ only in "
-                "settings that never act in these runs; for answer-b against lock-only that is "
-                "the paid-order check, which answers a submit that arrives after the order "
-                "was paid with no payment in flight — with the order lock every second "
-                "submit came while the first payment was still in flight and waited for it."
+                f"{a} and {b} give identical rows in every scenario. "
+                + explain_identical(a, b, counts)
             )
-    return rows, notes
+    return notes
 
 
 def _run_for_report(
@@ -372,11 +401,14 @@ def build_report(
     tune: pd.DataFrame | None = None,
     note: str = "",
     sources: Mapping[str, Any] | None = None,
+    validation: str | Path | None = None,
 ) -> Path:
     """Write ``index.html`` (from the Jinja2 template), ``runs.csv``, ``summary.csv``,
     ``hourly.csv`` and ``charts/`` into ``out``. ``hourly`` (pooled per-hour rows),
     ``sensitivity`` (:func:`payflow.sim.sensitivity.sensitivity`) and ``tune`` (any
-    table, shown as is) are optional sections."""
+    table, shown as is) are optional sections. ``validation`` is the file of saved
+    validation figures the validity section quotes (default: the shipped
+    ``data/validation/last.json``; ``"none"``: say there are none)."""
     import jinja2
     import matplotlib
 
@@ -560,7 +592,18 @@ def build_report(
                 f"median {c.email_patience_median_s / 60:g} min",
             }
         )
-    validity, validity_notes = _validity(summary, order)
+    from payflow import validity as saved
+
+    checks = _validity(saved.load(validation) if validation != "none" else None)
+    validity_notes = [
+        "Known limits: latency and fault rates are assumptions written in data/faults, not "
+        "fitted to a provider's logs; customer behaviour (patience, click-again habit) is a "
+        "guess, which the sensitivity section varies; the provider's queue length over the "
+        "day is not recorded.",
+        *_identical_notes(
+            summary, order, [where.get(n, n) for n in scenarios], list(seeds), orders
+        ),
+    ]
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("payflow", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
@@ -580,7 +623,7 @@ def build_report(
         overview=overview,
         sensitivity=sens,
         tune=tuned,
-        validity=validity,
+        validity=checks,
         validity_notes=validity_notes,
         strategies=strategy_rows,
         setting_keys=setting_keys,

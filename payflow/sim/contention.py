@@ -107,24 +107,29 @@ def study(
     clients: Iterable[int] = (10, 25, 50, 75, 100),
     algorithms: Iterable[str] = ALGORITHMS,
     replications: int = 20,
+    progress: bool | None = None,
     **kwargs: float,
 ) -> pd.DataFrame:
     """The post's experiment: means over independent replications, with 95% intervals.
 
     One row per (clients, algorithm) with ``calls``, ``completion_ms`` and their
     ``_low`` / ``_high`` bounds (normal approximation over replications).
+    ``progress`` shows a bar over the (clients, algorithm) pairs (by default in a
+    terminal, and as a widget in JupyterLab).
     """
+    from payflow.sim.progress import bar
+
     if replications < 2:
         raise ValueError(f"replications must be >= 2, got {replications}")
     rows = []
-    for n in clients:
-        for algorithm in algorithms:
-            runs = [run(n, algorithm, seed=s, **kwargs) for s in range(replications)]
-            row: dict[str, float | str] = {"clients": n, "algorithm": algorithm}
-            for what in ("calls", "completion_ms"):
-                values = [r[what] for r in runs]
-                mean = statistics.mean(values)
-                half = 1.96 * statistics.stdev(values) / math.sqrt(len(values))
-                row[what], row[f"{what}_low"], row[f"{what}_high"] = mean, mean - half, mean + half
-            rows.append(row)
+    pairs = [(n, a) for n in clients for a in algorithms]
+    for n, algorithm in bar(pairs, desc="contention", unit="setting", progress=progress):
+        runs = [run(n, algorithm, seed=s, **kwargs) for s in range(replications)]
+        row: dict[str, float | str] = {"clients": n, "algorithm": algorithm}
+        for what in ("calls", "completion_ms"):
+            values = [r[what] for r in runs]
+            mean = statistics.mean(values)
+            half = 1.96 * statistics.stdev(values) / math.sqrt(len(values))
+            row[what], row[f"{what}_low"], row[f"{what}_high"] = mean, mean - half, mean + half
+        rows.append(row)
     return pd.DataFrame(rows)

@@ -118,6 +118,7 @@ def sweep_hourly(
     *,
     orders: int | None = None,
     bin_s: float = 3600.0,
+    progress: bool | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Like :func:`payflow.sim.sweep.sweep`, keeping per-hour counts as well.
 
@@ -125,9 +126,12 @@ def sweep_hourly(
     seed) with the summary keys, exactly as ``sweep`` returns them;
     ``counts`` has the :func:`hour_counts` rows of every run with
     ``scenario``, ``strategy`` and ``seed`` columns. ``executor`` is any
-    :class:`concurrent.futures.Executor` (default: a process pool).
+    :class:`concurrent.futures.Executor` (default: a process pool). ``progress``
+    shows a bar: by default in a terminal, and as a widget in JupyterLab.
     """
-    results = map_runs(_run_hourly, scenarios, strategies, seeds, executor, (orders, bin_s))
+    results = map_runs(
+        _run_hourly, scenarios, strategies, seeds, executor, (orders, bin_s), progress
+    )
     runs = pd.DataFrame([summary for summary, _ in results]).reset_index(drop=True)
     counts = pd.concat([c for _, c in results], ignore_index=True)
     return runs, counts

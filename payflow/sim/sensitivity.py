@@ -88,24 +88,29 @@ def sensitivity(
     orders: int | None = 400,
     assumptions: dict[str, tuple[float, ...]] | None = None,
     executor: Executor | None = None,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """One row per (assumption, value): the cheapest strategy there (``best``, its
     ``best_cost``), the baseline's cheapest (``base``, ``base_cost``) and the full
-    ranking (``ranking``, cheapest first). Costs are per order in minor units."""
+    ranking (``ranking``, cheapest first). Costs are per order in minor units.
+    ``progress`` shows one bar over the assumptions' values (by default in a
+    terminal, and as a widget in JupyterLab)."""
+    from payflow.sim.progress import bar
     from payflow.sim.sweep import map_runs, summarize
 
     tried = {k: v for k, (v, _) in ASSUMPTIONS.items()} if assumptions is None else assumptions
     seed_list = list(seeds)
+    # One bar for the whole study, not one per sweep inside it.
     base_runs = map_runs(
-        _one, [scenario], list(strategies), seed_list, executor, (orders, ("baseline", 0.0))
+        _one, [scenario], list(strategies), seed_list, executor, (orders, ("baseline", 0.0)), False
     )
     base = summarize(pd.DataFrame(base_runs)).sort_values(["cost_per_order", "strategy"])
     jobs = [(a, v) for a, values in tried.items() for v in values]
     rows = []
-    for assumption, value in jobs:
+    for assumption, value in bar(jobs, desc="assumptions", unit="value", progress=progress):
         sc = vary(scenario, assumption, value)
         runs = map_runs(
-            _one, [sc], list(strategies), seed_list, executor, (orders, (assumption, value))
+            _one, [sc], list(strategies), seed_list, executor, (orders, (assumption, value)), False
         )
         s = summarize(pd.DataFrame(runs)).sort_values(["cost_per_order", "strategy"])
         rows.append(

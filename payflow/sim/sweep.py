@@ -111,28 +111,18 @@ def sweep(
     process pool with one worker per core. A Dask ``Client.get_executor()``
     works unchanged. Rows come back in (scenario, strategy, seed) order
     whatever order the workers finish in. ``progress`` shows a progress bar
-    (default: when standard error is a terminal).
+    (default: when standard error is a terminal, or as a widget in JupyterLab; see
+    :mod:`payflow.sim.progress`).
     """
     rows = map_runs(_run_one, scenarios, strategies, seeds, executor, (orders,), progress)
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
 def _progress(futures: Sequence[Any], enabled: bool | None) -> Iterable[Any]:
-    import importlib.util
-    import sys
+    from payflow.sim.progress import bar
 
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    # tqdm.auto draws a widget in a Jupyter kernel; without ipywidgets it would print
-    # a warning box instead, so use the text bar there.
-    if importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.auto import tqdm
-    else:
-        from tqdm import tqdm
-    bar: Iterable[Any] = tqdm(
-        futures, desc="runs", unit="run", disable=not enabled, file=sys.stderr
-    )
-    return bar
+    # A terminal gets a text bar, JupyterLab a widget (payflow.sim.progress).
+    return bar(futures, desc="runs", unit="run", progress=enabled)
 
 
 def wilson_interval(count: int, total: int, z: float = 1.96) -> tuple[float, float]:

@@ -290,3 +290,95 @@ def test_order_timeline_draws_every_kind() -> None:
     ax = plots.order_timeline(trace)
     assert [t.get_text() for t in ax.get_yticklabels()] == list(trace["kind"])
     ax.figure.savefig(io.BytesIO(), format="png")  # renders without error
+
+
+class _Tables(HTMLParser):
+    """Every table tagged ``data-table`` (the validity section's): rows of cell text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._name: str | None = None
+        self._row: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table" and a.get("data-table"):
+            self._name = a["data-table"] or ""
+            self.tables[self._name] = []
+        if tag == "tr" and self._name is not None:
+            self._row = []
+        if tag in ("td", "th") and self._row is not None:
+            self._row.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr" and self._name is not None and self._row is not None:
+            self.tables[self._name].append([c.strip() for c in self._row])
+            self._row = None
+        if tag == "table":
+            self._name = None
+
+    def handle_data(self, data: str) -> None:
+        if self._row:
+            self._row[-1] += data
+
+
+def _validity_tables(report: Path) -> dict[str, list[dict[str, str]]]:
+    parser = _Tables()
+    parser.feed((report / "index.html").read_text(encoding="utf-8"))
+    return {
+        name: [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+        for name, rows in parser.tables.items()
+    }
+
+
+def test_validity_table_equals_the_saved_figures(report: Path) -> None:
+    from payflow import validity
+
+    figures = validity.load()
+    assert figures is not None, "data/validation/last.json is missing: payflow validate --save"
+    tables = _validity_tables(report)
+    page = tables["sim-vs-real"]
+    rows = figures["sim_vs_real"]["rows"]
+    assert len(page) == len(rows) > 0
+    for shown, saved in zip(page, rows, strict=True):
+        label, rate = validity.METRIC_LABELS[saved["metric"]]
+        assert (shown["case"], shown["strategy"], shown["metric"]) == (
+            saved["case"],
+            saved["strategy"],
+            label,
+        )
+        scale, digits = (100, 2) if rate else (1, 3)
+        for column, key in (("simulation", "sim"), ("real", "real")):
+            assert _numbers(shown[column]) == [round(saved[key] * scale, digits)], column
+        interval = [
+            float(x) for x in re.findall(r"-?\d+\.\d+", shown["95 % interval for the real value"])
+        ]
+        assert interval == [
+            round(saved["low"] * scale, digits),
+            round(saved["high"] * scale, digits),
+        ]
+        assert shown["agrees"] == ("yes" if saved["within"] else "NO")
+    text = (report / "index.html").read_text(encoding="utf-8")
+    misses = [r for r in rows if not r["within"]]
+    if misses:
+        assert f"Disagreement in {len(misses)} of {len(rows)} comparisons" in text
+    else:
+        assert "No disagreement" in text
+    assert figures["made"] in text and figures["commit"] in text
+    erlang = tables["erlang-c"]
+    assert [_numbers(r["Erlang C W_q (s)"])[0] for r in erlang] == [
+        round(r["erlang_c_wait_s"], 3) for r in figures["erlang_c"]["rows"]
+    ]
+    assert [r["agrees"] for r in erlang] == [
+        "yes" if r["within"] else "NO" for r in figures["erlang_c"]["rows"]
+    ]
+    assert len(tables["jitter"]) == len(figures["jitter"]["rows"])
+    for finding in figures["jitter"]["findings"]:
+        assert finding["finding"] in text
+
+
+def test_without_saved_figures_the_page_says_so() -> None:
+    from payflow.report import _validity
+
+    assert _validity(None) == {"missing": True}
