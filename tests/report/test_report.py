@@ -382,3 +382,19 @@ def test_without_saved_figures_the_page_says_so() -> None:
     from payflow.report import _validity
 
     assert _validity(None) == {"missing": True}
+
+
+def test_queue_by_hour_averages_the_slots_of_each_hour() -> None:
+    from payflow.report import queue_by_hour
+
+    slots = [1.0, 1.0, 3.0, 3.0, 2.0, 2.0, 2.0, 2.0, 5.0]  # 15-min slots; the run ends at 02:15
+    assert queue_by_hour(slots, 900.0, 4) == [2.0, 2.0, 5.0, 0.0]
+    assert queue_by_hour(slots, 1800.0, 3) == [1.0, 3.0, 2.0]  # 30-min slots: two per hour
+
+
+def test_hourly_csv_has_the_provider_queue_from_the_runs(report: Path) -> None:
+    hourly = pd.read_csv(report / "hourly.csv")
+    assert "queue_waiting" in hourly.columns
+    assert (hourly["queue_waiting"] >= 0).all() and hourly["queue_waiting"].notna().all()
+    # one value per scenario, strategy and hour: pooled over seeds (a mean, not a sum)
+    assert not hourly.duplicated(["scenario", "strategy", "hour"]).any()
