@@ -159,6 +159,7 @@ def order_frame(day: Day) -> pd.DataFrame:
     notice = day.scenario.customers.hold_notice_s
     costs = day.scenario.costs
     for order in day.orders:
+        counts = order.counts
         payments = payments_of.get(order.order_id, [])
         money = money_of(payments, refund_times)
         charged = money.charged
@@ -184,7 +185,7 @@ def order_frame(day: Day) -> pd.DataFrame:
         contact = duplicate or orphan or silent or told_failed or order.support_contact
         hand_refunds = charged if orphan else (charged - 1 if duplicate else 0)
         cost = (
-            costs.provider_call * order.calls
+            costs.provider_call * counts.calls
             + costs.refund * (refunds_of.get(order.order_id, 0) + hand_refunds)
             + costs.support_contact * contact
             + costs.held_reservation * (duplicate_hold or orphan_hold)
@@ -232,11 +233,11 @@ def order_frame(day: Day) -> pd.DataFrame:
             "email_gave_up": order.email_gave_up_at is not None,
             "support_contact": order.support_contact,
             "last_page": order.last_page or "none",
-            "timeouts": order.timeouts,
-            "retries": order.retries,
-            "poll_retries": order.poll_retries,
-            "resends": order.resends,
-            "provider_calls": order.calls,
+            "timeouts": counts.timeouts,
+            "retries": counts.retries,
+            "poll_retries": counts.poll_retries,
+            "resends": counts.resends,
+            "provider_calls": counts.calls,
             "email_promised_s": _since(order.email_promised_at, order.arrival),
             "email_sent_s": _since(order.email_at, order.arrival),
             "feedback_at_s": _nan(first),

@@ -269,7 +269,7 @@ def test_cost_per_order_prices_each_harm_from_the_scenario() -> None:
     _shipped(double, 12.0)
     _shown(double, "success", 12.0)
     lost.gave_up = True
-    clean.calls, double.calls, lost.calls = 4, 9, 3
+    clean.counts.calls, double.counts.calls, lost.counts.calls = 4, 9, 3
     frame = s.frame(end=HOUR)
     costs = load_scenario("calm-day").costs
     assert frame.loc[clean.order_id, "cost"] == 4 * costs.provider_call
