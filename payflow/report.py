@@ -278,7 +278,7 @@ def _hourly(counts: pd.DataFrame) -> pd.DataFrame:
 def _validity(
     summary: pd.DataFrame, order: Sequence[str]
 ) -> tuple[list[dict[str, str]], list[str]]:
-    from payflow.sim.validate import erlang_c_wait
+    from payflow.sim.theory import erlang_c_wait
 
     rows = [
         {
@@ -639,7 +639,7 @@ def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from payflow.sim import get_strategy, load_scenario, scenario_names, strategy_names
-    from payflow.sim.sweep import map_runs, summarize
+    from payflow.sim.sweep import map_runs, pool_seeds
 
     scenarios = _split(args.scenario) or scenario_names()
     chosen = _split(args.strategy)
@@ -670,7 +670,7 @@ def _report(args: argparse.Namespace) -> int:
         _run_for_report, scenarios, strategies, seeds, None, (args.orders,), args.progress
     )
     runs = pd.DataFrame([summary for summary, _ in results]).reset_index(drop=True)
-    summary = summarize(runs)
+    summary = pool_seeds(runs)
     hourly = _hourly(pd.concat([c for _, c in results], ignore_index=True))
     tuned = None
     if args.tune:

@@ -16,7 +16,6 @@ import simpy
 
 from payflow.core import flows, recheck
 from payflow.core.errors import ConflictError, OutcomeUnknown, PayflowError
-from payflow.core.keys import derived_key
 from payflow.core.replies import MONEY_TAKEN_STATES
 from payflow.sim._backend import Backend, succeed_once
 from payflow.sim._order import Order, note
@@ -160,14 +159,14 @@ class Reconciler:
         for payment_id, state in zip(result.payment_ids, states, strict=False):
             if state not in MONEY_TAKEN_STATES:
                 continue
-            # The key a refunding recheck would have used, so a repeat is the same refund.
-            key = derived_key("refund", record.idempotency_key, payment_id)
+            # The shop refunds as it would through PaymentClient.refund: the flow's own
+            # key (flows.refund_key of the payment and the order), so asking again for
+            # the same payment is the same refund.
             flow = flows.refund(
                 payment_id,
                 record.amount,
                 record.reference,
                 backend.context(),
-                key=key,
                 currency=record.currency,
             )
             try:

@@ -67,7 +67,7 @@ import pandas as pd
 
 from payflow.sim.model import Day, Order
 
-__all__ = ["HARM_FLAGS", "ORDER_COLUMNS", "order_frame", "summarize", "trace_frame"]
+__all__ = ["HARM_FLAGS", "ORDER_COLUMNS", "order_frame", "summarize_run", "trace_frame"]
 
 #: The per-order flags that count as harm to a customer (an order is harmed if any is set).
 HARM_FLAGS = (
@@ -374,8 +374,11 @@ def _percentile_with_never(told: np.ndarray[Any, Any], never: int, q: float) -> 
     return round(float(value), 3)
 
 
-def summarize(frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int) -> dict[str, Any]:
-    """The run's summary: the contract keys, each rate with its count, plus extras."""
+def summarize_run(
+    frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int
+) -> dict[str, Any]:
+    """One run's summary from its order frame: the contract keys, each rate with its
+    count, plus extras (:func:`payflow.sim.sweep.pool_seeds` pools several runs)."""
     n = len(frame)
     out: dict[str, Any] = {"scenario": scenario, "strategy": strategy, "seed": seed, "orders": n}
     for count_key, rate_key, column in (

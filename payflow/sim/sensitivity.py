@@ -92,14 +92,14 @@ def sensitivity(
     """One row per (assumption, value): the cheapest strategy there (``best``, its
     ``best_cost``), the baseline's cheapest (``base``, ``base_cost``) and the full
     ranking (``ranking``, cheapest first). Costs are per order in minor units."""
-    from payflow.sim.sweep import map_runs, summarize
+    from payflow.sim.sweep import map_runs, pool_seeds
 
     tried = {k: v for k, (v, _) in ASSUMPTIONS.items()} if assumptions is None else assumptions
     seed_list = list(seeds)
     base_runs = map_runs(
         _one, [scenario], list(strategies), seed_list, executor, (orders, ("baseline", 0.0))
     )
-    base = summarize(pd.DataFrame(base_runs)).sort_values(["cost_per_order", "strategy"])
+    base = pool_seeds(pd.DataFrame(base_runs)).sort_values(["cost_per_order", "strategy"])
     jobs = [(a, v) for a, values in tried.items() for v in values]
     rows = []
     for assumption, value in jobs:
@@ -107,7 +107,7 @@ def sensitivity(
         runs = map_runs(
             _one, [sc], list(strategies), seed_list, executor, (orders, (assumption, value))
         )
-        s = summarize(pd.DataFrame(runs)).sort_values(["cost_per_order", "strategy"])
+        s = pool_seeds(pd.DataFrame(runs)).sort_values(["cost_per_order", "strategy"])
         rows.append(
             {
                 "assumption": assumption,
