@@ -36,8 +36,7 @@ from payflow.provider.faults import DAY_S
 from payflow.provider.ledger import Ledger
 from payflow.sim._backend import Backend
 from payflow.sim._backend_crashes import crash_and_restart
-from payflow.sim._customers import DEFINITE, Customers, draw_email_patience, draw_orders
-from payflow.sim._flow_counts import FlowCounts
+from payflow.sim._customers import Customers, draw_email_patience, draw_orders
 from payflow.sim._order import Order, note
 from payflow.sim._reconciler import Reconciler
 from payflow.sim.driver import Journal
@@ -45,7 +44,7 @@ from payflow.sim.provider import ProviderModel
 from payflow.sim.scenarios import Scenario
 from payflow.sim.strategies import Strategy
 
-__all__ = ["DEFINITE", "Day", "FlowCounts", "Order"]
+__all__ = ["Day", "Order"]
 
 
 class Day:
