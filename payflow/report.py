@@ -712,7 +712,7 @@ def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from payflow.sim import get_strategy, load_scenario, scenario_names, strategy_names
-    from payflow.sim.sweep import map_runs, summarize
+    from payflow.sim.sweep import map_runs, pool_seeds
 
     scenarios = _split(args.scenario) or scenario_names()
     chosen = _split(args.strategy)
@@ -743,7 +743,7 @@ def _report(args: argparse.Namespace) -> int:
         _run_for_report, scenarios, strategies, seeds, None, (args.orders,), args.progress
     )
     runs = pd.DataFrame([summary for summary, _ in results]).reset_index(drop=True)
-    summary = summarize(runs)
+    summary = pool_seeds(runs)
     hourly = _hourly(pd.concat([c for _, c in results], ignore_index=True))
     tuned = None
     if args.tune:

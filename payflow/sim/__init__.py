@@ -19,8 +19,8 @@ from payflow.sim.scenarios import Scenario, load_scenario, parse_scenario, scena
 from payflow.sim.strategies import PRESETS, Strategy, get_strategy, strategy_names
 
 # The contract's `payflow.sim.sweep(...)` is the function; the module stays importable
-# as `payflow.sim.sweep` through sys.modules (e.g. `from payflow.sim.sweep import summarize`).
-from payflow.sim.sweep import summarize, sweep
+# as `payflow.sim.sweep` through sys.modules (e.g. `from payflow.sim.sweep import pool_seeds`).
+from payflow.sim.sweep import pool_seeds, sweep
 from payflow.sim.tune import tune
 
 __all__ = [
@@ -37,10 +37,10 @@ __all__ = [
     "get_strategy",
     "load_scenario",
     "parse_scenario",
+    "pool_seeds",
     "run",
     "scenario_names",
     "strategy_names",
-    "summarize",
     "sweep",
     "tune",
 ]

@@ -10,7 +10,7 @@ the order arrived::
 
 Counts are taken from ``Result.orders`` (one row per order, ``arrival_s``
 seconds since midnight); rates are pooled over seeds exactly as
-:func:`payflow.sim.sweep.summarize` pools the whole day.
+:func:`payflow.sim.sweep.pool_seeds` pools the whole day.
 """
 
 from __future__ import annotations

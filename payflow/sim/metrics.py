@@ -67,7 +67,7 @@ import pandas as pd
 
 from payflow.sim.model import Day, Order
 
-__all__ = ["HARM_FLAGS", "ORDER_COLUMNS", "order_frame", "summarize", "trace_frame"]
+__all__ = ["HARM_FLAGS", "ORDER_COLUMNS", "order_frame", "summarize_run", "trace_frame"]
 
 #: The per-order flags that count as harm to a customer (an order is harmed if any is set).
 HARM_FLAGS = (
@@ -159,6 +159,7 @@ def order_frame(day: Day) -> pd.DataFrame:
     notice = day.scenario.customers.hold_notice_s
     costs = day.scenario.costs
     for order in day.orders:
+        counts = order.counts
         payments = payments_of.get(order.order_id, [])
         money = money_of(payments, refund_times)
         charged = money.charged
@@ -184,7 +185,7 @@ def order_frame(day: Day) -> pd.DataFrame:
         contact = duplicate or orphan or silent or told_failed or order.support_contact
         hand_refunds = charged if orphan else (charged - 1 if duplicate else 0)
         cost = (
-            costs.provider_call * order.calls
+            costs.provider_call * counts.calls
             + costs.refund * (refunds_of.get(order.order_id, 0) + hand_refunds)
             + costs.support_contact * contact
             + costs.held_reservation * (duplicate_hold or orphan_hold)
@@ -232,11 +233,11 @@ def order_frame(day: Day) -> pd.DataFrame:
             "email_gave_up": order.email_gave_up_at is not None,
             "support_contact": order.support_contact,
             "last_page": order.last_page or "none",
-            "timeouts": order.timeouts,
-            "retries": order.retries,
-            "poll_retries": order.poll_retries,
-            "resends": order.resends,
-            "provider_calls": order.calls,
+            "timeouts": counts.timeouts,
+            "retries": counts.retries,
+            "poll_retries": counts.poll_retries,
+            "resends": counts.resends,
+            "provider_calls": counts.calls,
             "email_promised_s": _since(order.email_promised_at, order.arrival),
             "email_sent_s": _since(order.email_at, order.arrival),
             "feedback_at_s": _nan(first),
@@ -373,8 +374,11 @@ def _percentile_with_never(told: np.ndarray[Any, Any], never: int, q: float) -> 
     return round(float(value), 3)
 
 
-def summarize(frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int) -> dict[str, Any]:
-    """The run's summary: the contract keys, each rate with its count, plus extras."""
+def summarize_run(
+    frame: pd.DataFrame, *, scenario: str, strategy: str, seed: int
+) -> dict[str, Any]:
+    """One run's summary from its order frame: the contract keys, each rate with its
+    count, plus extras (:func:`payflow.sim.sweep.pool_seeds` pools several runs)."""
     n = len(frame)
     out: dict[str, Any] = {"scenario": scenario, "strategy": strategy, "seed": seed, "orders": n}
     for count_key, rate_key, column in (

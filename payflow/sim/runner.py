@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from payflow.sim.metrics import order_frame, summarize, trace_frame
+from payflow.sim.metrics import order_frame, summarize_run, trace_frame
 from payflow.sim.model import Day
 from payflow.sim.provider import ProviderStats
 from payflow.sim.scenarios import Scenario, load_scenario
@@ -183,7 +183,7 @@ def run(
         # The sample: ``tracked`` orders of the simulated days, drawn without replacement.
         keep = sorted(random.Random(f"{seed}:sample").sample(range(len(frame)), tracked))
         frame = frame.iloc[keep].reset_index(drop=True)
-    summary = summarize(frame, scenario=sc.name, strategy=st.name, seed=seed)
+    summary = summarize_run(frame, scenario=sc.name, strategy=st.name, seed=seed)
     summary["currency"] = sc.traffic.currency
     summary["orders_per_day"] = per_day
     summary["simulated_orders"] = replicas * per_day

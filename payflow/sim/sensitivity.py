@@ -96,7 +96,7 @@ def sensitivity(
     ``progress`` shows one bar over the assumptions' values (by default in a
     terminal, and as a widget in JupyterLab)."""
     from payflow.sim.progress import bar
-    from payflow.sim.sweep import map_runs, summarize
+    from payflow.sim.sweep import map_runs, pool_seeds
 
     tried = {k: v for k, (v, _) in ASSUMPTIONS.items()} if assumptions is None else assumptions
     seed_list = list(seeds)
@@ -104,7 +104,7 @@ def sensitivity(
     base_runs = map_runs(
         _one, [scenario], list(strategies), seed_list, executor, (orders, ("baseline", 0.0)), False
     )
-    base = summarize(pd.DataFrame(base_runs)).sort_values(["cost_per_order", "strategy"])
+    base = pool_seeds(pd.DataFrame(base_runs)).sort_values(["cost_per_order", "strategy"])
     jobs = [(a, v) for a, values in tried.items() for v in values]
     rows = []
     for assumption, value in bar(jobs, desc="assumptions", unit="value", progress=progress):
@@ -112,7 +112,7 @@ def sensitivity(
         runs = map_runs(
             _one, [sc], list(strategies), seed_list, executor, (orders, (assumption, value)), False
         )
-        s = summarize(pd.DataFrame(runs)).sort_values(["cost_per_order", "strategy"])
+        s = pool_seeds(pd.DataFrame(runs)).sort_values(["cost_per_order", "strategy"])
         rows.append(
             {
                 "assumption": assumption,

@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from payflow.core.states import MONEY_TAKEN_STATES
+
 __all__ = ["TIMELINE_KINDS", "ledger_outcome", "pick_unhappy", "timeline", "unhappy_counts"]
 
 #: The rows a timeline has, top to bottom.
@@ -41,7 +43,6 @@ _PAGES = {
 
 _PAYMENT = re.compile(r"payment ([0-9a-fA-F-]{8,})")
 _CALL = re.compile(r"^(\w+) #(\d+)")
-_MONEY_TAKEN = ("reserved", "captured")  # as the shop sees it: a hold or a charge
 
 
 def _short_payments(trace: pd.DataFrame) -> dict[str, str]:
@@ -102,7 +103,10 @@ def timeline(trace: pd.DataFrame, *, polls: bool = False) -> pd.DataFrame:
             rows.append((t, "timeout", ""))
         elif kind == "state":
             new = text.rsplit("-> ", 1)[-1].strip()
-            if new in _MONEY_TAKEN:
+            # A state row names the client's view (PaymentState values), not the
+            # provider's; the two agree on the money-taken states (a hold or a charge),
+            # which tests/sim/test_stories.py checks.
+            if new in MONEY_TAKEN_STATES:
                 rows.append((t, "charge seen", new))
         elif kind == "provider":
             if "refund" in text:

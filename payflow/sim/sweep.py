@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["RATES", "SerialExecutor", "map_runs", "summarize", "sweep", "wilson_interval"]
+__all__ = ["RATES", "SerialExecutor", "map_runs", "pool_seeds", "sweep", "wilson_interval"]
 
 #: The rates a summary reports, each with the count it was computed from.
 RATES: tuple[tuple[str, str], ...] = (
@@ -142,7 +142,7 @@ def wilson_interval(count: int, total: int, z: float = 1.96) -> tuple[float, flo
     return (low, high)
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+def pool_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     """Pool the seeds of each (scenario, strategy): rates with counts and 95% CIs.
 
     For each rate in :data:`RATES` the result has ``<count>`` (summed over seeds),

@@ -9,7 +9,7 @@
 
 Every point of the grid (or a seeded random or Latin-hypercube sample of it, for
 large spaces) is the base strategy with those knobs (:meth:`Strategy.but`), run
-on every seed; the seeds of a point are pooled as :func:`payflow.sim.sweep.summarize`
+on every seed; the seeds of a point are pooled as :func:`payflow.sim.sweep.pool_seeds`
 pools them (rates with Wilson intervals, per-order means and percentiles with a
 normal interval across seeds). ``pareto`` marks the points no other point beats
 on all of ``cost_per_order``, ``outcome_p95_s`` and ``provider_calls_per_order``
@@ -34,7 +34,7 @@ import pandas as pd
 from payflow.sim.runner import check_orders, resolve_scenario
 from payflow.sim.scenarios import Scenario
 from payflow.sim.strategies import Strategy, get_strategy
-from payflow.sim.sweep import _run_one, map_runs, summarize
+from payflow.sim.sweep import _run_one, map_runs, pool_seeds
 
 __all__ = ["OBJECTIVES", "pareto_mask", "register", "space_points", "tune", "tune_table"]
 
@@ -136,7 +136,7 @@ def tune(
     points = space_points(space, sample, method, sample_seed)
     strategies = [base.but(**p).but(name=_label(base.name, p)) for p in points]  # checks knobs
     runs = pd.DataFrame(map_runs(_run_one, [sc], strategies, seeds, executor, (orders,), progress))
-    pooled = summarize(runs)
+    pooled = pool_seeds(runs)
     per_seed = runs.groupby("strategy", sort=False)["cost_per_order"]
     cost_mean = per_seed.mean()
     cost_se = per_seed.std(ddof=1).fillna(0.0) / per_seed.count().pow(0.5)

@@ -1,11 +1,11 @@
 """The answer a design review wants, computed from a summary: no strategy names in logic.
 
-Given the pooled table of :func:`payflow.sim.sweep.summarize` (one row per
+Given the pooled table of :func:`payflow.sim.sweep.pool_seeds` (one row per
 scenario and strategy), these helpers rank strategies by cost, name the harms,
 and write one or two sentences per scenario. The report and the notebooks call
 them, so a conclusion printed anywhere is the same computation::
 
-    summary = summarize(sweep(["slow-provider-day"], ["naive", "recommended"], range(3)))
+    summary = pool_seeds(sweep(["slow-provider-day"], ["naive", "recommended"], range(3)))
     order = strategy_order(summary)             # cheapest first, over all scenarios
     for line in verdict(summary, "slow-provider-day"):
         print(line)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from payflow.sim import hourly, run
-from payflow.sim.sweep import SerialExecutor, summarize, sweep
+from payflow.sim.sweep import SerialExecutor, pool_seeds, sweep
 
 
 def test_hour_counts_add_up_to_the_day() -> None:
@@ -24,13 +24,13 @@ def test_hour_counts_add_up_to_the_day() -> None:
     assert counts.loc[counts["hour"] < 8, "duplicate_charges"].sum() == 0
 
 
-def test_pool_hours_matches_summarize_for_one_bin_per_day() -> None:
+def test_pool_hours_matches_pool_seeds_for_one_bin_per_day() -> None:
     runs, counts = hourly.sweep_hourly(
         "slow-provider-day", ["naive", "recommended"], [0, 1], SerialExecutor(),
         orders=120, bin_s=86_400.0,
     )  # fmt: skip
     pooled = hourly.pool_hours(counts).set_index("strategy")
-    whole = summarize(runs).set_index("strategy")
+    whole = pool_seeds(runs).set_index("strategy")
     for strategy in ("naive", "recommended"):
         for rate in ("duplicate_charge_rate", "silent_charge_rate", "orphan_charge_rate"):
             assert pooled.loc[strategy, rate] == pytest.approx(whole.loc[strategy, rate])

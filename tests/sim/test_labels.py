@@ -19,7 +19,7 @@ from payflow.core.messages import Request
 from payflow.drivers._simpy import SimJournal
 from payflow.provider.ledger import DEFAULT_RESERVATION_EXPIRY_S, Ledger, PayerModel
 from payflow.sim import get_strategy, load_scenario, run
-from payflow.sim.metrics import order_frame, summarize
+from payflow.sim.metrics import order_frame, summarize_run
 from payflow.sim.model import Order
 
 HOUR = 3600.0
@@ -197,7 +197,7 @@ def test_never_told_orders_count_in_the_outcome_percentiles() -> None:
     orders[18].email_promised_at = 18.05  # "we will email you" is a promise, not the outcome
     orders[18].feedback_at, orders[18].feedback = 18.05, "email"
     frame = s.frame(end=HOUR).reset_index()
-    summary = summarize(frame, scenario="x", strategy="y", seed=0)
+    summary = summarize_run(frame, scenario="x", strategy="y", seed=0)
     assert summary["never_told_outcome"] == 2 and summary["never_told_outcome_rate"] == 0.1
     assert summary["outcome_p50_s"] == pytest.approx(105.0)  # rank 9.5 of 20: between 100 and 110
     assert summary["outcome_p95_s"] == math.inf  # beyond the 18 who were told
@@ -269,7 +269,7 @@ def test_cost_per_order_prices_each_harm_from_the_scenario() -> None:
     _shipped(double, 12.0)
     _shown(double, "success", 12.0)
     lost.gave_up = True
-    clean.calls, double.calls, lost.calls = 4, 9, 3
+    clean.counts.calls, double.counts.calls, lost.counts.calls = 4, 9, 3
     frame = s.frame(end=HOUR)
     costs = load_scenario("calm-day").costs
     assert frame.loc[clean.order_id, "cost"] == 4 * costs.provider_call
@@ -280,7 +280,7 @@ def test_cost_per_order_prices_each_harm_from_the_scenario() -> None:
     assert frame.loc[lost.order_id, "cost"] == (
         3 * costs.provider_call + lost.amount * costs.lost_sale_margin_pct // 100
     )
-    summary = summarize(frame.reset_index(), scenario="x", strategy="y", seed=0)
+    summary = summarize_run(frame.reset_index(), scenario="x", strategy="y", seed=0)
     assert summary["cost_total"] == int(frame["cost"].sum())
     assert isinstance(summary["cost_per_order"], int)
     assert summary["cost_per_order"] == round(summary["cost_total"] / 3)

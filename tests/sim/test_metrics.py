@@ -12,8 +12,9 @@ import pytest
 from payflow.cli import main
 from payflow.core.events import Attempt, AttemptResult, Poll, Retry
 from payflow.sim import get_strategy, load_scenario, run
+from payflow.sim._backend import Backend
 from payflow.sim.cli import _progress_bar
-from payflow.sim.model import Day, Order
+from payflow.sim.model import Order
 from payflow.sim.runner import MAX_ORDERS, Result
 
 
@@ -40,8 +41,8 @@ def test_a_poll_after_an_unanswered_poll_is_a_retry() -> None:
         _poll(1, 4.7),  # the previous poll was answered: a new poll, not a retry
     ]
     for event in events:
-        order.on_event(event)
-    assert (order.retries, order.poll_retries, order.timeouts) == (2, 2, 1)
+        order.counts.on_event(event)
+    assert (order.counts.retries, order.counts.poll_retries, order.counts.timeouts) == (2, 2, 1)
 
 
 def test_a_write_resent_with_the_same_key_is_a_retry_and_a_retry_event_counts_once() -> None:
@@ -54,8 +55,8 @@ def test_a_write_resent_with_the_same_key_is_a_retry_and_a_retry_event_counts_on
         Attempt("capture", "order-000001", 1, "k1", 2.0, 301.0),  # another operation
         Attempt("create", "order-000001", 1, None, 2.0, 302.0),  # keyless: a new payment
     ):
-        order.on_event(event)
-    assert (order.retries, order.resends, order.poll_retries) == (2, 1, 0)
+        order.counts.on_event(event)
+    assert (order.counts.retries, order.counts.resends, order.counts.poll_retries) == (2, 1, 0)
 
 
 @cache
@@ -131,7 +132,7 @@ def test_a_shipped_charge_whose_promised_email_never_came_is_silent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A broken mailer: the status page promises an email, and none ever leaves.
-    monkeypatch.setattr(Day, "_email", lambda self, order, outcome: None)
+    monkeypatch.setattr(Backend, "email", lambda self, order, outcome: None)
     frame = run("calm-day", "recommended", seed=2, orders=60, trace=False).orders
     shipped = frame["fulfilled"] & (frame["charged"] > 0)
     assert shipped.sum() > 0

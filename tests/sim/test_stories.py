@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from payflow.core.states import MONEY_TAKEN, MONEY_TAKEN_STATES, PAYMENT_STATES, PaymentState
 from payflow.sim import run, stories
 
 
@@ -59,3 +60,12 @@ def test_unhappy_counts_and_bad_kind(naive: object) -> None:
     calm = run("calm-day", "recommended", seed=0, orders=50)
     with pytest.raises(LookupError):
         stories.pick_unhappy(calm, 1)
+
+
+def test_client_and_provider_views_agree_on_which_states_took_money() -> None:
+    """A timeline's "charge seen" reads client-view state names (``StateChanged``) against
+    the provider's ``MONEY_TAKEN_STATES``: valid only while the names agree."""
+    assert {s.value for s in MONEY_TAKEN} == MONEY_TAKEN_STATES
+    # The client's names that differ from the provider's never mean money taken.
+    client_only = {s.value for s in PaymentState} - PAYMENT_STATES
+    assert client_only and not client_only & MONEY_TAKEN_STATES

@@ -7,7 +7,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pandas as pd
 import pytest
 
-from payflow.sim.sweep import SerialExecutor, summarize, sweep, wilson_interval
+from payflow.sim.sweep import SerialExecutor, pool_seeds, sweep, wilson_interval
 from tests.contract import SUMMARY_KEYS
 
 SCENARIOS = ["calm-day", "slow-provider-day"]
@@ -53,7 +53,7 @@ def test_dask_cluster_gives_the_same_table(serial: pd.DataFrame) -> None:
 
 
 def test_summary_pools_seeds_with_counts_and_intervals(serial: pd.DataFrame) -> None:
-    summary = summarize(serial)
+    summary = pool_seeds(serial)
     assert len(summary) == len(SCENARIOS) * len(STRATEGIES)
     row = summary.iloc[0]
     assert row["orders"] == serial.iloc[: len(SEEDS)]["orders"].sum()

@@ -1,4 +1,4 @@
-"""Checks of the simulation engine against results nobody on this project wrote.
+"""The simulation engine against theory: results nobody on this project wrote.
 
 * :func:`mmc` runs the provider model's *own* queue (:class:`ProviderModel`
   with a bare ledger, exponential service, constant capacity) as an M/M/c
