@@ -40,7 +40,7 @@ from payflow.core._calls import Context
 from payflow.core.messages import Call, Sleep
 from payflow.drivers import ScriptedPerformer, run
 from payflow.sim import run as run_day
-from payflow.sim.strategies import get_strategy
+from payflow.sim._strategies import get_strategy
 from payflow.sim.sweep import sweep
 
 

@@ -19,7 +19,7 @@ __all__ = ["main"]
 # (or whose optional dependencies are missing) simply contributes nothing.
 _SUBCOMMAND_MODULES = (
     "payflow.provider.cli",
-    "payflow.sim.cli",
+    "payflow.sim._cli",
     "payflow.sim.fit",
     "payflow.sim.tune",
     "payflow.report",

@@ -53,7 +53,7 @@ from payflow.provider.faults import load_profile
 from payflow.provider.ledger import PayerModel
 from payflow.provider.testing import running_provider
 from payflow.sim import Strategy, get_strategy, parse_scenario, run
-from payflow.sim.scenarios import parse_time_of_day
+from payflow.sim._scenarios import parse_time_of_day
 from payflow.sim.sweep import wilson_interval
 
 __all__ = [

@@ -215,7 +215,7 @@ def _day_chart(scenario: Any, hourly: pd.DataFrame, order: Sequence[str], vmax: 
     import matplotlib.pyplot as plt
 
     from payflow import plots
-    from payflow.sim.day import day_profile
+    from payflow.sim._day import day_profile
 
     day = day_profile(scenario, 600.0)
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.4), layout="constrained")
@@ -370,10 +370,10 @@ def _identical_notes(
     orders: int | None,
 ) -> list[str]:
     """A sentence for every pair of strategies with identical rows in every scenario,
-    saying why from a measurement (:mod:`payflow.sim.differ`): both are run again on
+    saying why from a measurement (:mod:`payflow.sim._differ`): both are run again on
     the page's scenarios and seeds with timelines kept, and the branches of the
     settings they differ in are counted."""
-    from payflow.sim.differ import explain_identical, path_counts
+    from payflow.sim._differ import explain_identical, path_counts
 
     cols = [c for c in summary.columns if c.endswith("_rate") or c.endswith("_per_order")]
     by = {s: summary[summary["strategy"] == s].sort_values("scenario")[cols] for s in order}
@@ -399,8 +399,8 @@ def _run_for_report(
     import numpy as np
 
     from payflow.sim import run
+    from payflow.sim._metrics import HARM_FLAGS
     from payflow.sim.hourly import hour_counts
-    from payflow.sim.metrics import HARM_FLAGS
 
     result = run(scenario, strategy, seed=seed, orders=orders, trace=False)
     frame = result.orders
@@ -436,7 +436,7 @@ def build_report(
 ) -> Path:
     """Write ``index.html`` (from the Jinja2 template), ``runs.csv``, ``summary.csv``,
     ``hourly.csv`` and ``charts/`` into ``out``. ``hourly`` (pooled per-hour rows),
-    ``sensitivity`` (:func:`payflow.sim.sensitivity.sensitivity`) and ``tune`` (any
+    ``sensitivity`` (:func:`payflow.sim._sensitivity.sensitivity`) and ``tune`` (any
     table, shown as is) are optional sections. ``validation`` is the file of saved
     validation figures the validity section quotes (default: the shipped
     ``data/validation/last.json``; ``"none"``: say there are none)."""
@@ -577,7 +577,7 @@ def build_report(
         )
     sens: dict[str, Any] | None = None
     if sensitivity is not None and not sensitivity.empty:
-        from payflow.sim.sensitivity import ranking_holds
+        from payflow.sim._sensitivity import ranking_holds
 
         _, text = ranking_holds(sensitivity)
         fig, ax = plt.subplots(figsize=(9, 3.2), layout="constrained")
@@ -763,7 +763,7 @@ def _report(args: argparse.Namespace) -> int:
         )  # fmt: skip
     sens = None
     if args.sensitivity:
-        from payflow.sim.sensitivity import sensitivity
+        from payflow.sim._sensitivity import sensitivity
 
         target = "slow-provider-day" if "slow-provider-day" in scenarios else scenarios[0]
         sens = sensitivity(target, strategies, seeds=[0], orders=SENSITIVITY_ORDERS)

@@ -13,12 +13,12 @@ The file holds three checks, each computed by existing code:
   real against the reference server and simulated over :data:`SIM_SEEDS`
   seeds, judged per metric by :func:`payflow.compare.compare`;
 * ``erlang_c``: the provider model's own queue as M/M/c
-  (:func:`payflow.sim.theory.mmc`) against Erlang C, over independent
+  (:func:`payflow.sim.validate.mmc`) against Erlang C, over independent
   replications, as ``tests/validation/test_queueing.py`` judges it;
 * ``jitter``: the AWS backoff-and-jitter study re-run with the shipped backoff
   (:func:`payflow.sim.contention.study`) and whether its findings hold;
 * ``amplification``: the shipped retry loop against independent failures
-  (:func:`payflow.sim.theory.amplification`) and its closed forms.
+  (:func:`payflow.sim.validate.amplification`) and its closed forms.
 
 :func:`agreement_table`, :func:`erlang_table`, :func:`jitter_table` and
 :func:`amplification_table` turn the saved figures into the tables the report
@@ -165,7 +165,7 @@ def erlang_c(
     utilisation, and ``within`` (the theory lies inside the interval)."""
     import pandas as pd
 
-    from payflow.sim.theory import erlang_c_wait, mmc
+    from payflow.sim.validate import erlang_c_wait, mmc
 
     if replications != MMC_REPLICATIONS:
         raise ValueError("replications: the interval uses t with 9 df, so it must be 10")
@@ -245,7 +245,7 @@ def amplification_check(
     untruncated geometric one, p / (1 - p)^2)."""
     import pandas as pd
 
-    from payflow.sim.theory import amplification
+    from payflow.sim.validate import amplification
 
     rows = []
     for p, retries in cases:

@@ -3,7 +3,7 @@
 Rule: what happens to a request -- its fault draw, a throttle, load shedding, a
 capacity slot, ``ledger.begin`` / ``commit`` / ``abandon``, and which answer it gets --
 is decided here and only here. The ASGI app (:mod:`payflow.provider.app`) and the
-SimPy model (:mod:`payflow.sim.provider`) are drivers: they *wait* (``asyncio`` or
+SimPy model (:mod:`payflow.sim._provider`) are drivers: they *wait* (``asyncio`` or
 SimPy events) for the latencies and slots this module names, and *render* its
 verdict (bytes on a socket, or an :data:`~payflow.core.messages.Outcome`). Nothing
 here sleeps, reads a clock or opens a socket; every random draw comes from the

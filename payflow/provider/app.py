@@ -2,7 +2,7 @@
 
 Rule: this module reads and writes HTTP and waits; what happens to a request is
 decided by :class:`payflow.provider._pipeline.Pipeline`, the same object the SimPy
-model (:mod:`payflow.sim.provider`) drives. Each API request is checked on the wire
+model (:mod:`payflow.sim._provider`) drives. Each API request is checked on the wire
 (auth, client version, body size and JSON), then goes through the pipeline's steps
 under the faults of the moment (:class:`~payflow.provider.faults.Faults`):
 

@@ -11,12 +11,12 @@ wait, click twice and give up. Start with :func:`run`::
     result.trace(42)        # one order's timeline
 """
 
+from payflow.sim._model import Day, Order
+from payflow.sim._provider import Capacity, ProviderModel, ProviderStats
+from payflow.sim._runner import Result, run
+from payflow.sim._scenarios import Scenario, load_scenario, parse_scenario, scenario_names
+from payflow.sim._strategies import PRESETS, Strategy, get_strategy, strategy_names
 from payflow.sim.fit import fit_profile
-from payflow.sim.model import Day, Order
-from payflow.sim.provider import Capacity, ProviderModel, ProviderStats
-from payflow.sim.runner import Result, run
-from payflow.sim.scenarios import Scenario, load_scenario, parse_scenario, scenario_names
-from payflow.sim.strategies import PRESETS, Strategy, get_strategy, strategy_names
 
 # The contract's `payflow.sim.sweep(...)` is the function; the module stays importable
 # as `payflow.sim.sweep` through sys.modules (e.g. `from payflow.sim.sweep import pool_seeds`).

@@ -34,8 +34,8 @@ from payflow.core.errors import (
 from payflow.core.messages import AskOperator, Request
 from payflow.drivers._simpy import FlowIO, SimJournal, run_flow
 from payflow.sim._order import Order, note
-from payflow.sim.scenarios import Scenario
-from payflow.sim.strategies import Strategy
+from payflow.sim._scenarios import Scenario
+from payflow.sim._strategies import Strategy
 
 __all__ = ["Backend", "succeed_once"]
 

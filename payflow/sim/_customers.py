@@ -21,8 +21,8 @@ import simpy
 
 from payflow.provider.faults import DAY_S
 from payflow.sim._order import Order, note
-from payflow.sim.scenarios import Scenario
-from payflow.sim.strategies import Strategy
+from payflow.sim._scenarios import Scenario
+from payflow.sim._strategies import Strategy
 
 __all__ = ["DEFINITE", "Customers", "draw_email_patience", "draw_orders"]
 

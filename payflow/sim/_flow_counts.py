@@ -23,7 +23,7 @@ class FlowCounts:
     emits no ``Retry`` for (:func:`payflow.core.events.repeat_kind`): polls
     after an unanswered poll (also in ``poll_retries``) and writes sent again
     with a key already used for them (also in ``resends``). ``trace`` is the
-    order's timeline (shared with :attr:`Order.trace <payflow.sim.model.Order.trace>`),
+    order's timeline (shared with :attr:`Order.trace <payflow.sim._model.Order.trace>`),
     or None when tracing is off.
     """
 

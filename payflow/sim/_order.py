@@ -1,7 +1,7 @@
 """One order of a simulated day, as a record: what its customer did and saw, what the shop did.
 
 Rule: an :class:`Order` only holds facts; the customers, the backend and the reconciler
-write them, :mod:`payflow.sim.metrics` reads them. What the order's flows counted
+write them, :mod:`payflow.sim._metrics` reads them. What the order's flows counted
 (calls, timeouts, retries) is kept apart, in its :class:`~payflow.sim._flow_counts.FlowCounts`.
 """
 

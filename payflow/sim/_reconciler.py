@@ -21,7 +21,7 @@ from payflow.core.states import MONEY_TAKEN_STATES
 from payflow.drivers._simpy import run_flow
 from payflow.sim._backend import Backend, succeed_once
 from payflow.sim._order import Order, note
-from payflow.sim.strategies import Strategy
+from payflow.sim._strategies import Strategy
 
 __all__ = ["Reconciler"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from payflow.sim.scenarios import Scenario, load_scenario
+from payflow.sim._scenarios import Scenario, load_scenario
 
 __all__ = ["ENDS", "POINTS", "end_table", "every", "interrupted", "with_crashes"]
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from payflow.sim.runner import Result, resolve_scenario, run
-from payflow.sim.scenarios import Scenario
-from payflow.sim.strategies import Strategy, get_strategy
+from payflow.sim._runner import Result, resolve_scenario, run
+from payflow.sim._scenarios import Scenario
+from payflow.sim._strategies import Strategy, get_strategy
 
 __all__ = ["DEFAULT_SLIDERS", "Explorer"]
 

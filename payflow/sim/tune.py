@@ -31,9 +31,9 @@ from typing import Any, Final
 
 import pandas as pd
 
-from payflow.sim.runner import check_orders, resolve_scenario
-from payflow.sim.scenarios import Scenario
-from payflow.sim.strategies import Strategy, get_strategy
+from payflow.sim._runner import check_orders, resolve_scenario
+from payflow.sim._scenarios import Scenario
+from payflow.sim._strategies import Strategy, get_strategy
 from payflow.sim.sweep import _run_one, map_runs, pool_seeds
 
 __all__ = ["OBJECTIVES", "pareto_mask", "register", "space_points", "tune", "tune_table"]

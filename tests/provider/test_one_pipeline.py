@@ -22,7 +22,7 @@ from payflow.core.messages import Request, Response
 from payflow.provider.faults import FaultProfile, Faults
 from payflow.provider.ledger import Ledger, PayerModel
 from payflow.provider.testing import running_provider
-from payflow.sim.provider import ProviderModel
+from payflow.sim._provider import ProviderModel
 
 ROOT = Path(__file__).resolve().parents[2] / "payflow"
 DRIVERS = (ROOT / "provider" / "app.py", ROOT / "sim" / "provider.py")

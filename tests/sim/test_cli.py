@@ -124,7 +124,7 @@ class _FakeTerminal(io.StringIO):
 def test_progress_bar_on_a_terminal_only(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import payflow.sim.cli as sim_cli
+    import payflow.sim._cli as sim_cli
 
     monkeypatch.setattr(sim_cli, "PROGRESS_MIN_ORDERS", 10)
     terminal = _FakeTerminal()

@@ -1,4 +1,4 @@
-"""payflow.sim.differ: why two strategies give identical numbers, measured by counting
+"""payflow.sim._differ: why two strategies give identical numbers, measured by counting
 the branches their differing settings add."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
-from payflow.sim.differ import differing_settings, explain_identical, path_counts
+from payflow.sim._differ import differing_settings, explain_identical, path_counts
 
 
 def test_answer_b_differs_from_lock_only_in_the_paid_order_check_only() -> None:

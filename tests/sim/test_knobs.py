@@ -12,7 +12,7 @@ from payflow.core._keys import KeyScope
 from payflow.core._policy import Timeouts
 from payflow.provider.faults import FaultProfile, Faults
 from payflow.sim import Scenario, get_strategy, run
-from payflow.sim.scenarios import Traffic
+from payflow.sim._scenarios import Traffic
 
 
 def test_flat_knobs_set_the_nested_policy() -> None:

@@ -19,8 +19,8 @@ from payflow.core.messages import Request
 from payflow.drivers._simpy import SimJournal
 from payflow.provider.ledger import DEFAULT_RESERVATION_EXPIRY_S, Ledger, PayerModel
 from payflow.sim import get_strategy, load_scenario, run
-from payflow.sim.metrics import order_frame, summarize_run
-from payflow.sim.model import Order
+from payflow.sim._metrics import order_frame, summarize_run
+from payflow.sim._model import Order
 
 HOUR = 3600.0
 APPROVE = PayerModel(approve_probability=1.0, decide_after_s=(1.0, 1.0), expire_after_s=300.0)

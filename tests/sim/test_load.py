@@ -11,7 +11,7 @@ import math
 import pytest
 
 from payflow.sim import load_scenario, run
-from payflow.sim.scenarios import parse_scenario
+from payflow.sim._scenarios import parse_scenario
 
 # A small real day keeps the test quick: 300 orders over the slow day's curve.
 SLOW = load_scenario("slow-provider-day").with_load(300)

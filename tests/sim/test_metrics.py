@@ -13,9 +13,9 @@ from payflow.cli import main
 from payflow.core.events import Attempt, AttemptResult, Poll, Retry
 from payflow.sim import get_strategy, load_scenario, run
 from payflow.sim._backend import Backend
-from payflow.sim.cli import _progress_bar
-from payflow.sim.model import Order
-from payflow.sim.runner import MAX_ORDERS, Result
+from payflow.sim._cli import _progress_bar
+from payflow.sim._model import Order
+from payflow.sim._runner import MAX_ORDERS, Result
 
 
 def _order() -> Order:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from payflow.core.events import OperatorAsked
-from payflow.sim.model import Day
-from payflow.sim.runner import resolve_scenario
-from payflow.sim.strategies import Strategy, get_strategy
+from payflow.sim._model import Day
+from payflow.sim._runner import resolve_scenario
+from payflow.sim._strategies import Strategy, get_strategy
 
 
 def _operator_strategy(every: float = 30.0, patience: float = 45.0) -> Strategy:

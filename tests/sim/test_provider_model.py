@@ -15,7 +15,7 @@ from payflow.core.messages import Call, NotSent, TimedOut
 from payflow.drivers._simpy import FlowIO, SimJournal, run_flow
 from payflow.provider.faults import FaultDraw, FaultProfile, Faults
 from payflow.provider.ledger import Ledger, PayerModel
-from payflow.sim.provider import ProviderModel
+from payflow.sim._provider import ProviderModel
 
 INSTANT = PayerModel(approve_probability=1.0, decide_after_s=(0.0, 0.0))
 

@@ -28,7 +28,7 @@ from payflow.provider.faults import (
     Mangle,
 )
 from payflow.provider.ledger import PAYMENT_STATES, Ledger, PayerModel
-from payflow.sim.provider import ProviderModel
+from payflow.sim._provider import ProviderModel
 
 INSTANT = PayerModel(approve_probability=1.0, decide_after_s=(0.0, 0.0))
 REQUEST = api.create_payment("order-1", 1000, "DKK", "key-1")

@@ -11,7 +11,7 @@ import simpy
 
 from payflow.core import _api as api
 from payflow.provider.faults import FaultDraw, FaultProfile, Faults
-from payflow.sim.provider import ProviderModel
+from payflow.sim._provider import ProviderModel
 
 
 def _model(env: simpy.Environment, services: list[float], capacity: int, slot_s: float) -> Any:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from payflow.core._flows import refund_key
 from payflow.core.events import Attempt
 from payflow.sim import get_strategy
-from payflow.sim.model import Day
-from payflow.sim.runner import resolve_scenario
+from payflow.sim._model import Day
+from payflow.sim._runner import resolve_scenario
 
 
 def test_unclaimable_reported_money_is_refunded_under_the_refund_flows_own_key() -> None:

@@ -10,8 +10,8 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from payflow.sim import Scenario, get_strategy, load_scenario, run
-from payflow.sim.metrics import ORDER_COLUMNS
-from payflow.sim.scenarios import Backend
+from payflow.sim._metrics import ORDER_COLUMNS
+from payflow.sim._scenarios import Backend
 from tests.contract import SUMMARY_KEYS as CONTRACT_KEYS
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from payflow.sim import get_strategy, load_scenario, run, scenario_names
-from payflow.sim.model import Day
+from payflow.sim._model import Day
 
 from .conftest import SEEDS, summary, total
 

@@ -12,7 +12,7 @@ import statistics
 
 import pytest
 
-from payflow.sim.theory import erlang_c_wait, mmc
+from payflow.sim.validate import erlang_c_wait, mmc
 
 REPLICATIONS = 10
 CUSTOMERS = 20_000

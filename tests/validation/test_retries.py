@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from payflow.sim.theory import amplification, retry_storm
+from payflow.sim.validate import amplification, retry_storm
 
 REQUESTS = 8_000
 

@@ -20,9 +20,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from payflow.sim.runner import MAX_ORDERS, check_orders, resolve_scenario, run
-from payflow.sim.scenarios import scenario_names
-from payflow.sim.strategies import PRESETS, get_strategy
+from payflow.sim._runner import MAX_ORDERS, check_orders, resolve_scenario, run
+from payflow.sim._scenarios import scenario_names
+from payflow.sim._strategies import PRESETS, get_strategy
 
 __all__ = ["format_table", "main", "register"]
 

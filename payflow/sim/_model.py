@@ -16,7 +16,7 @@ is seconds since midnight of the simulated day:
   money that cannot be applied;
 * **crashes** (:mod:`payflow.sim._backend_crashes`) -- at the scenario's times every
   handler, worker and recheck is interrupted; the journal survives;
-* **the provider** -- :class:`~payflow.sim.provider.ProviderModel`.
+* **the provider** -- :class:`~payflow.sim._provider.ProviderModel`.
 
 Each part draws from a stream of its own, named after the seed, so a change in one
 part's draws leaves the others' untouched.
@@ -39,10 +39,10 @@ from payflow.sim._backend import Backend
 from payflow.sim._backend_crashes import crash_and_restart
 from payflow.sim._customers import Customers, draw_email_patience, draw_orders
 from payflow.sim._order import Order, note
+from payflow.sim._provider import ProviderModel
 from payflow.sim._reconciler import Reconciler
-from payflow.sim.provider import ProviderModel
-from payflow.sim.scenarios import Scenario
-from payflow.sim.strategies import Strategy
+from payflow.sim._scenarios import Scenario
+from payflow.sim._strategies import Strategy
 
 __all__ = ["Day", "Order"]
 

@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from payflow.sim.model import Day, Order
+from payflow.sim._model import Day, Order
 
 __all__ = ["HARM_FLAGS", "ORDER_COLUMNS", "order_frame", "summarize_run", "trace_frame"]
 

@@ -30,7 +30,7 @@ from payflow.core._policy import PollSchedule, Timeouts
 from payflow.core.messages import CallKind, Request, Response
 from payflow.drivers._simpy import FlowIO, SimJournal, run_flow
 from payflow.provider.faults import FaultDraw, FaultProfile, Faults
-from payflow.sim.provider import ProviderModel
+from payflow.sim._provider import ProviderModel
 
 __all__ = ["amplification", "erlang_c_wait", "mmc", "retry_storm"]
 

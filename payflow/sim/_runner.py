@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from payflow.sim.metrics import order_frame, summarize_run, trace_frame
-from payflow.sim.model import Day
-from payflow.sim.provider import ProviderStats
-from payflow.sim.scenarios import Scenario, load_scenario
-from payflow.sim.strategies import Strategy, get_strategy
+from payflow.sim._metrics import order_frame, summarize_run, trace_frame
+from payflow.sim._model import Day
+from payflow.sim._provider import ProviderStats
+from payflow.sim._scenarios import Scenario, load_scenario
+from payflow.sim._strategies import Strategy, get_strategy
 
 __all__ = [
     "MAX_ORDERS",
@@ -43,7 +43,7 @@ TRACE_AUTO_MAX_ORDERS = 20_000
 class Result:
     """What one run produced.
 
-    ``orders``: one row per tracked order (:data:`payflow.sim.metrics.ORDER_COLUMNS`);
+    ``orders``: one row per tracked order (:data:`payflow.sim._metrics.ORDER_COLUMNS`);
     ``summary``: the contract keys (rates with their counts) and extras;
     ``provider``: the provider queue's statistics, summed over the simulated days.
     """

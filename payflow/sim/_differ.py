@@ -22,12 +22,12 @@ from typing import Any
 
 import pandas as pd
 
-from payflow.sim.strategies import Strategy, get_strategy
+from payflow.sim._strategies import Strategy, get_strategy
 
 __all__ = ["KNOB_PATHS", "differing_settings", "explain_identical", "path_counts"]
 
 #: For each knob, the (kind, text) of the trace note the day model
-#: (payflow/sim/model.py) writes on that knob's own branch and nowhere else; a
+#: (payflow/sim/_model.py) writes on that knob's own branch and nowhere else; a
 #: note matches when its kind is equal and its detail starts with the text.
 #: When a knob's note never appears, the knob never changed what happened.
 KNOB_PATHS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -87,7 +87,7 @@ def _counted(a: Any, b: Any) -> list[str]:
 
 def _pair(scenario: Any, a: Any, seed: int, b: Any, orders: int | None) -> dict[str, Any]:
     """One (scenario, seed): both strategies' outcomes compared and branch notes counted."""
-    from payflow.sim.runner import run
+    from payflow.sim._runner import run
 
     knobs = _counted(a, b)
     ra = run(scenario, a, seed=seed, orders=orders, trace=True)

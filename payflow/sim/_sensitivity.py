@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from payflow.provider.faults import FaultProfile
-from payflow.sim.scenarios import Scenario
+from payflow.sim._scenarios import Scenario
 
 __all__ = ["ASSUMPTIONS", "LatencyScaled", "ranking_holds", "sensitivity", "vary"]
 
@@ -35,7 +35,7 @@ ASSUMPTIONS: dict[str, tuple[tuple[float, ...], str]] = {
 
 def vary(scenario: Any, assumption: str, value: float) -> Any:
     """The scenario with one assumption set to ``value``."""
-    from payflow.sim.runner import resolve_scenario
+    from payflow.sim._runner import resolve_scenario
 
     sc = resolve_scenario(scenario)
     if assumption not in ASSUMPTIONS:

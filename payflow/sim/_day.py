@@ -32,7 +32,7 @@ def day_profile(scenario: Any, step_s: float = 600.0) -> pd.DataFrame:
     after commit, each part at that percentile: an upper bound for the sum),
     ``error_rate`` (5xx), ``throttle_rate`` (429), ``lost_rate`` (reply lost after
     commit), ``capacity`` (slots) and ``arrivals_per_min`` (first clicks)."""
-    from payflow.sim.runner import resolve_scenario
+    from payflow.sim._runner import resolve_scenario
 
     sc = resolve_scenario(scenario)
     if not step_s > 0:
