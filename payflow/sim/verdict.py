@@ -133,10 +133,22 @@ def verdict(summary: pd.DataFrame, scenario: str, currency: str = "DKK") -> list
         lines.append(
             f"{worst['strategy']} costs most: it harms {interval_text(worst, 'harmed_rate')}"
             + (f", {what}" if what else "")
-            + f", ships {percent(float(worst['shipped_rate']))} and costs "
-            f"{money_text(extra, currency)} per order more."
+            + f", ships {percent(float(worst['shipped_rate']))}"
+            + _lost_sales_text(worst)
+            + f" and costs {money_text(extra, currency)} per order more."
         )
     return lines
+
+
+def _lost_sales_text(row: pd.Series | dict[str, Any]) -> str:
+    """ ", loses N sales (x %)" when customers gave up with nothing charged: a cost the
+    harm columns do not show, so the sentence names it (empty when there are none)."""
+    lost = int(row.get("lost_sales", 0) or 0)
+    if lost <= 0 or "lost_sale_rate" not in row:
+        return ""
+    return (
+        f", loses {lost:,} sales ({percent(float(row['lost_sale_rate']))}: customers who gave up)"
+    )
 
 
 def _seconds(value: float | None) -> str:

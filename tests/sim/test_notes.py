@@ -122,3 +122,26 @@ def test_declutter_hides_overprinting_labels() -> None:
     assert plots.declutter(ax) == 2
     assert [t.get_visible() for t in ax.texts] == [True, False, False, True]
     plt.close(fig)
+
+
+def test_the_verdict_names_lost_sales_when_they_drive_the_cost() -> None:
+    from payflow.sim.verdict import verdict
+
+    base = {"scenario": "d", "orders": 1000, "harmed": 0, "harmed_rate": 0.0,
+            "harmed_rate_low": 0.0, "harmed_rate_high": 0.004, "shipped_rate": 0.9}  # fmt: skip
+    summary = pd.DataFrame(
+        [
+            base | {"strategy": "a", "cost_per_order": 100, "lost_sales": 0, "lost_sale_rate": 0.0},
+            base
+            | {
+                "strategy": "b",
+                "cost_per_order": 300,
+                "lost_sales": 12,
+                "lost_sale_rate": 0.012,
+            },
+        ]
+    )
+    first, second = verdict(summary, "d")
+    assert first.startswith("On d, a costs least") and "loses" not in first
+    assert "b costs most" in second and "loses 12 sales (1.2 %" in second
+    assert "2.00 DKK per order more" in second
