@@ -25,7 +25,7 @@ from payflow.provider.testing import running_provider
 from payflow.sim._provider import ProviderModel
 
 ROOT = Path(__file__).resolve().parents[2] / "payflow"
-DRIVERS = (ROOT / "provider" / "app.py", ROOT / "sim" / "provider.py")
+DRIVERS = (ROOT / "provider" / "app.py", ROOT / "sim" / "_provider.py")
 #: The ledger's steps: only the pipeline calls them.
 LEDGER_STEPS = frozenset({"begin", "commit", "abandon", "handle"})
 #: Fault draws and lookups: only the pipeline makes them.
