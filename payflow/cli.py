@@ -18,7 +18,7 @@ __all__ = ["main"]
 # module -> registers one or more subcommands; a module that is not there yet
 # (or whose optional dependencies are missing) simply contributes nothing.
 _SUBCOMMAND_MODULES = (
-    "payflow.provider.cli",
+    "payflow.provider._cli",
     "payflow.sim._cli",
     "payflow.sim.fit",
     "payflow.sim.tune",

@@ -34,9 +34,10 @@ from payflow.core import _flows as flows
 from payflow.core import _validate as validate
 from payflow.core._backoff import Rng
 from payflow.core._budget import RetryBudget
-from payflow.core._calls import Flow, Policy
+from payflow.core._calls import Flow
 from payflow.core._flows import PaymentResult
 from payflow.core._keys import new_key
+from payflow.core._policy import Policy
 from payflow.core._recheck import RecheckResult, recheck
 from payflow.core._replies import PaymentStatus, Refund
 from payflow.core.errors import InvalidRequest

@@ -46,7 +46,7 @@ import pandas as pd
 
 from payflow.client import PaymentClient
 from payflow.core._backoff import Backoff
-from payflow.core._calls import Policy
+from payflow.core._policy import Policy
 from payflow.core.events import Attempt, AttemptResult, Retry, repeat_kind
 from payflow.errors import PayflowError
 from payflow.provider.faults import load_profile

@@ -13,10 +13,10 @@ the submodules named in ``docs/api.md`` (errors: :mod:`payflow.errors`).
 
 from payflow.core._backoff import Backoff, Jitter
 from payflow.core._budget import RetryBudget
-from payflow.core._calls import Context, Flow, Policy
+from payflow.core._calls import Context, Flow
 from payflow.core._flows import PaymentResult, cancel, pay, refund, status
 from payflow.core._keys import KeyScope
-from payflow.core._policy import PollSchedule, RetryPolicy, Timeouts
+from payflow.core._policy import Policy, PollSchedule, RetryPolicy, Timeouts
 from payflow.core._recheck import RecheckResult, recheck
 from payflow.core.messages import NotSent, PendingRecord, Request, Response, TimedOut
 

@@ -7,14 +7,22 @@ them with ``yield from``. All decisions come from :mod:`payflow.core._policy`.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias, TypeVar
 
 from payflow.core import _api as api
 from payflow.core._backoff import Rng
 from payflow.core._budget import RetryBudget
 from payflow.core._keys import KeyScope, new_key
-from payflow.core._policy import Done, GiveUp, PollSchedule, RetryAfter, RetryPolicy, Verdict
+from payflow.core._policy import (
+    Done,
+    GiveUp,
+    Policy,
+    PollSchedule,
+    RetryAfter,
+    RetryPolicy,
+    Verdict,
+)
 from payflow.core._policy import retry_after_seconds as _retry_after
 from payflow.core._replies import ANYTHING, Expected, PaymentStatus, read_payment
 from payflow.core.errors import (
@@ -48,38 +56,12 @@ from payflow.core.messages import (
 )
 from payflow.core.states import PaymentState as S
 
-__all__ = ["Context", "Flow", "Policy", "PollingTimedOut", "call", "poll_until_settled"]
+__all__ = ["Context", "Flow", "PollingTimedOut", "call", "poll_until_settled"]
 
 T = TypeVar("T")
 
 #: A flow: yields effects, is sent their results, returns ``T``.
 Flow: TypeAlias = Generator[Effect | Event, Any, T]
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Everything a flow needs to know about how to behave.
-
-    ``recover_pending`` says what a recheck does with a payment still waiting
-    for the payer: "cancel" it (Laybuy's recheck rule) or "poll" until it ends.
-    ``refund_unclaimed`` says what a recheck does with a payment that took
-    money but that the caller never saw: refund it, or report it (kept in the
-    journal until the caller applies it).
-    """
-
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    polling: PollSchedule = field(default_factory=PollSchedule)
-    key_scope: KeyScope = KeyScope.PER_OPERATION
-    capture: bool = True
-    cancel_on_give_up: bool = True
-    recover_pending: str = "cancel"
-    refund_unclaimed: bool = True
-
-    def __post_init__(self) -> None:
-        if self.recover_pending not in ("cancel", "poll"):
-            raise ValueError(
-                f"recover_pending must be 'cancel' or 'poll', got {self.recover_pending!r}"
-            )
 
 
 def _no_clock() -> float:

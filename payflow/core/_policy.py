@@ -21,6 +21,7 @@ from enum import Enum
 
 from payflow.core._backoff import Backoff, Jitter, Rng
 from payflow.core._budget import RetryBudget
+from payflow.core._keys import KeyScope
 from payflow.core.messages import CallKind, NotSent, Outcome, Request, Response, TimedOut
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Decision",
     "Done",
     "GiveUp",
+    "Policy",
     "PollSchedule",
     "RetryAfter",
     "RetryPolicy",
@@ -331,3 +333,29 @@ class PollSchedule:
         if failures_in_a_row == 0 or self.on_no_answer == "last-delay":
             return floor
         return max(floor, self.backoff.delay(failures_in_a_row - 1, previous_delay, rng))
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything a flow needs to know about how to behave.
+
+    ``recover_pending`` says what a recheck does with a payment still waiting
+    for the payer: "cancel" it (Laybuy's recheck rule) or "poll" until it ends.
+    ``refund_unclaimed`` says what a recheck does with a payment that took
+    money but that the caller never saw: refund it, or report it (kept in the
+    journal until the caller applies it).
+    """
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    polling: PollSchedule = field(default_factory=PollSchedule)
+    key_scope: KeyScope = KeyScope.PER_OPERATION
+    capture: bool = True
+    cancel_on_give_up: bool = True
+    recover_pending: str = "cancel"
+    refund_unclaimed: bool = True
+
+    def __post_init__(self) -> None:
+        if self.recover_pending not in ("cancel", "poll"):
+            raise ValueError(
+                f"recover_pending must be 'cancel' or 'poll', got {self.recover_pending!r}"
+            )

@@ -31,7 +31,8 @@ from payflow._testing import is_testing
 from payflow.core import _api as api
 from payflow.core._backoff import Rng
 from payflow.core._budget import RetryBudget
-from payflow.core._calls import Context, Policy
+from payflow.core._calls import Context
+from payflow.core._policy import Policy
 from payflow.core.errors import InvalidRequest, OutcomeUnknown, PayflowError, PaymentInProgress
 from payflow.core.messages import (
     AskOperator,

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from payflow.core._backoff import Rng
 from payflow.core._budget import RetryBudget
-from payflow.core._calls import Context, Flow, Policy
+from payflow.core._calls import Context, Flow
+from payflow.core._policy import Policy
 from payflow.core.messages import (
     AskOperator,
     Authenticate,

@@ -3,7 +3,7 @@
 What happens to a request is decided once, by the pipeline of
 :mod:`payflow.provider._pipeline`, which both the server and the SimPy model
 drive. The pure parts are re-exported here; the server (Starlette, uvicorn) lives in
-:mod:`payflow.provider.app`, :mod:`payflow.provider.serve` and
+:mod:`payflow.provider.app`, :mod:`payflow.provider._serve` and
 :mod:`payflow.provider.testing` so importing this package needs neither.
 """
 

@@ -36,9 +36,8 @@ from typing import Any
 
 from payflow.core._backoff import Backoff, Jitter
 from payflow.core._budget import RetryBudget
-from payflow.core._calls import Policy
 from payflow.core._keys import KeyScope
-from payflow.core._policy import PollSchedule, RetryPolicy, Timeouts
+from payflow.core._policy import Policy, PollSchedule, RetryPolicy, Timeouts
 
 __all__ = ["KNOBS", "PRESETS", "Strategy", "get_strategy", "strategy_names"]
 

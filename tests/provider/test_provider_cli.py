@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from payflow.cli import main
-from payflow.provider import cli
+from payflow.provider import _cli as cli
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -55,7 +55,7 @@ def test_a_loopback_server_without_clients_makes_and_prints_a_demo_one(
         seen.update(clients=clients)
         return 0
 
-    monkeypatch.setattr("payflow.provider.serve.serve", fake_serve)
+    monkeypatch.setattr("payflow.provider._serve.serve", fake_serve)
     monkeypatch.delenv(cli.CLIENTS_ENV, raising=False)
     assert main(["provider", "serve"]) == 0
     clients = seen["clients"]
@@ -77,7 +77,7 @@ def test_clients_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.update(clients=clients, **kwargs)
         return 0
 
-    monkeypatch.setattr("payflow.provider.serve.serve", fake_serve)
+    monkeypatch.setattr("payflow.provider._serve.serve", fake_serve)
     monkeypatch.setenv(cli.CLIENTS_ENV, "a:t1,b:t2")
     monkeypatch.setenv(cli.INSPECT_TOKEN_ENV, "look")
     args = parse("--client", "c:t3", "--faults", "calm", "--time-scale", "60", "--start", "08:30")

@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
+from payflow.provider._cli import _seconds
 from payflow.provider.app import TOKEN_PATH
-from payflow.provider.cli import _seconds
 from payflow.provider.testing import running_provider
 
 PATH = "/v10/payments?orderId=o-1"
@@ -73,7 +73,7 @@ def test_token_ttl_option_is_checked() -> None:
 
 
 def test_ssl_files_are_checked_before_serving(tmp_path: object) -> None:
-    from payflow.provider.serve import serve
+    from payflow.provider._serve import serve
 
     with pytest.raises(ValueError, match="give both"):
         serve({"c": "t"}, ssl_certfile="cert.pem")

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from payflow.cli import main
+from payflow.provider._sample import sample_log
 from payflow.provider.faults import FaultProfile, load_profile
-from payflow.provider.sample import sample_log
 from payflow.sim.fit import FIT_COLUMNS, LogError, check_log, fit, fit_profile, read_log
 
 KNOWN = Path(__file__).parent / "data" / "afternoon-slowdown.toml"
@@ -241,7 +241,7 @@ def test_parquet_without_pyarrow_is_a_clear_error(
 
 
 def test_sampled_timestamps_never_read_60_seconds() -> None:
-    from payflow.provider.sample import _clock
+    from payflow.provider._sample import _clock
 
     assert _clock(13 * 3600 + 46 * 60 + 59.9996) == "13:47:00.000"
     assert _clock(86_399.9999) == "23:59:59.999"

@@ -76,8 +76,8 @@ def _loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    from payflow.provider._serve import serve
     from payflow.provider.faults import load_profile
-    from payflow.provider.serve import serve
 
     env = os.environ if environ is None else environ
     clients: dict[str, str] = {}
@@ -208,8 +208,8 @@ def register(subparsers: Any) -> None:
 def _sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from payflow.provider._sample import sample_log
     from payflow.provider.faults import load_profile
-    from payflow.provider.sample import sample_log
 
     if args.calls < 1:
         raise ValueError(f"--calls: must be >= 1, got {args.calls}")
