@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = ["CLIENTS_ENV", "INSPECT_TOKEN_ENV", "parse_clients", "register"]
@@ -44,24 +44,19 @@ def _day_offset(value: str) -> float:
     return float(int(match[1]) * 3600 + int(match[2]) * 60)
 
 
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--time-scale: {value!r} is not a number") from None
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"--time-scale: must be a positive number, got {value}")
-    return number
+def _positive(option: str) -> Callable[[str], float]:
+    """An argparse type for ``option``: a positive, finite number (the error names it)."""
 
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option}: {value!r} is not a number") from None
+        if not number > 0 or number == float("inf"):
+            raise argparse.ArgumentTypeError(f"{option}: must be a positive number, got {value}")
+        return number
 
-def _seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--token-ttl: {value!r} is not a number") from None
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"--token-ttl: must be a positive number, got {value}")
-    return number
+    return parse
 
 
 def _loopback(host: str) -> bool:
@@ -140,7 +135,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--faults", metavar="NAME", help="fault profile name or a .toml path")
     serve.add_argument(
         "--time-scale",
-        type=_positive,
+        type=_positive("--time-scale"),
         default=1.0,
         metavar="X",
         help="simulated seconds per real second (default: 1)",
@@ -158,7 +153,7 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--token-ttl",
-        type=_seconds,
+        type=_positive("--token-ttl"),
         default=None,
         metavar="SECONDS",
         help="only accept access tokens from POST /token, each valid this many seconds "
