@@ -1,5 +1,9 @@
 """payflow: plan payment integrations for failure.
 
+Rule: a payment flow is written once, in :mod:`payflow.core`, and one loop
+(:mod:`payflow.drivers`) runs it against a performer: the httpx clients here,
+the SimPy model in :mod:`payflow.sim`, or a script in your tests.
+
 The package has four parts: an idempotent payment client (:mod:`payflow.client`),
 a reference provider (:mod:`payflow.provider`), SimPy models of slow-provider
 days (:mod:`payflow.sim`), and plots and a report (:mod:`payflow.plots`).

@@ -1,6 +1,6 @@
 """The reference payment provider: a pure ledger, fault profiles, and an ASGI app.
 
-What happens to a request is decided once, by the pipeline of
+Rule: what happens to a request is decided once, by the pipeline of
 :mod:`payflow.provider._pipeline`, which both the server and the SimPy model
 drive. The pure parts are re-exported here; the server (Starlette, uvicorn) lives in
 :mod:`payflow.provider.app`, :mod:`payflow.provider._serve` and

@@ -1,5 +1,9 @@
 """SimPy models of slow-provider days.
 
+Rule: the simulation runs the flows you deploy -- the :mod:`payflow.core` flow
+objects, through the one effect loop (:mod:`payflow.drivers`) -- against the
+provider's own pipeline and ledger; only customers, time and faults are modelled.
+
 The shipped :mod:`payflow.core` flows run on a virtual clock against a provider
 model (the pure ledger + a fault profile + a finite queue), with customers who
 wait, click twice and give up. Start with :func:`run`::
