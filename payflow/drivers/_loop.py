@@ -110,10 +110,12 @@ _EVENTS = frozenset(
 _WAITS = frozenset({Call, Sleep})
 
 
-def _bind(performer: object) -> dict[type, Callable[[Any], Any]]:
+def _bind(
+    performer: Performer | AsyncPerformer | EventPerformer,
+) -> dict[type, Callable[[Any], Any]]:
     """The performer's methods by effect class, events included (bound once per run)."""
     table = {cls: getattr(performer, name) for cls, name in _METHODS.items()}
-    emit = performer.emit  # type: ignore[attr-defined]
+    emit = performer.emit
     table.update(dict.fromkeys(_EVENTS, emit))
     return table
 
@@ -130,7 +132,8 @@ def run(flow: Flow[T], performer: Performer) -> T:
         try:
             effect = send(value)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            result: T = stop.value  # what the flow returned
+            return result
         act = table.get(effect.__class__)
         if act is None:
             flow.close()
@@ -146,7 +149,8 @@ async def arun(flow: Flow[T], performer: AsyncPerformer) -> T:
         try:
             effect = send(value)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            result: T = stop.value  # what the flow returned
+            return result
         cls = effect.__class__
         act = table.get(cls)
         if act is None:
@@ -169,7 +173,8 @@ def run_in_simpy(flow: Flow[T], performer: EventPerformer) -> Generator[Any, Any
         try:
             effect = send(value)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            result: T = stop.value  # what the flow returned
+            return result
         cls = effect.__class__
         act = table.get(cls)
         if act is None:
