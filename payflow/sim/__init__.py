@@ -19,6 +19,7 @@ from payflow.sim._model import Day, Order
 from payflow.sim._provider import Capacity, ProviderModel, ProviderStats
 from payflow.sim._runner import Result, run
 from payflow.sim._scenarios import Scenario, load_scenario, parse_scenario, scenario_names
+from payflow.sim._sensitivity import ASSUMPTIONS, ranking_holds, sensitivity
 from payflow.sim._strategies import PRESETS, Strategy, get_strategy, strategy_names
 from payflow.sim.fit import fit_profile
 
@@ -28,6 +29,7 @@ from payflow.sim.sweep import pool_seeds, sweep
 from payflow.sim.tune import tune
 
 __all__ = [
+    "ASSUMPTIONS",
     "PRESETS",
     "Capacity",
     "Day",
@@ -42,8 +44,10 @@ __all__ = [
     "load_scenario",
     "parse_scenario",
     "pool_seeds",
+    "ranking_holds",
     "run",
     "scenario_names",
+    "sensitivity",
     "strategy_names",
     "sweep",
     "tune",
