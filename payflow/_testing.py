@@ -1,8 +1,9 @@
 """One test-mode switch for every client (modelled on stamina's ``set_testing``).
 
-Rule: in test mode every client's sleeps take no time; every *decision* (retry
-or not, how long to wait, when to poll) is unchanged, and hooks still see the
-delays the policy chose. The switch is process-wide, changed under a lock, and
+Rule: in test mode every client's sleeps take no time, yet its flows see the
+time pass (the clock adds the skipped sleeps): every *decision* (retry or not,
+how long to wait, when to poll, when a deadline is reached) is unchanged, and
+hooks still see the delays the policy chose. The switch is process-wide, changed under a lock, and
 ``set_testing`` returns a context manager that restores the previous setting.
 """
 
