@@ -3,8 +3,8 @@
 :class:`PaymentClient` (``httpx.Client``) and :class:`AsyncPaymentClient`
 (``httpx.AsyncClient``) run the *same* flow generators; they only perform the
 effects the flows yield -- send a request within the per-attempt timeout (a
-total for the attempt, body included), sleep, read the clock, write the
-journal, call hooks. Every decision (retry or not, how long to wait, when to
+total for the attempt, body included), sleep, write the journal, call hooks
+(through :mod:`payflow.drivers`' one loop). Every decision (retry or not, how long to wait, when to
 poll, cancel or refund) is made in the core.
 
 >>> with PaymentClient(url, client_id, token, journal="payments.db") as client:  # doctest: +SKIP

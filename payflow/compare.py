@@ -48,6 +48,7 @@ from payflow.client import PaymentClient
 from payflow.core._backoff import Backoff
 from payflow.core._policy import Policy
 from payflow.core.events import Attempt, AttemptResult, Retry, repeat_kind
+from payflow.core.states import charged as is_charged
 from payflow.errors import PayflowError
 from payflow.provider.faults import load_profile
 from payflow.provider.ledger import PayerModel
@@ -404,7 +405,7 @@ def real_run(
         # Money taken and kept: captured, not refunded in full (a reservation is a hold,
         # released when it expires), as the simulation counts it.
         taken = int(p.get("capturedAmount", p["amount"]))
-        if p["state"] == "captured" and back < taken:
+        if is_charged(p["state"], back, taken):
             charged[order_id] += 1
     rows = [
         {

@@ -67,7 +67,7 @@ Flow: TypeAlias = Generator[Effect | Event, Any, T]
 def _no_clock() -> float:
     raise TypeError(
         "Context.clock is not set: build the Context with the driver's clock, "
-        "e.g. Context(policy, rng, clock=performer.now)"
+        "e.g. Context(policy, rng, clock=time.monotonic) (or env.now, ScriptedPerformer.now)"
     )
 
 

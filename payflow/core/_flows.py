@@ -2,7 +2,8 @@
 
 Each flow is a generator of effects (see :mod:`payflow.core.messages`): the
 httpx clients, the SimPy model and the tests' scripted driver all run these
-same objects. A flow never sleeps, opens a socket or reads a clock itself.
+same objects. A flow never sleeps or opens a socket, and never *chooses* a clock: it reads
+the one the driver put in ``Context.clock``.
 
 The rule of money, which every branch below follows: a payment record leaves
 the journal only when the provider has confirmed -- in a reply the client fully

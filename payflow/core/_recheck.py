@@ -61,8 +61,9 @@ __all__ = ["RecheckResult", "recheck", "unclaimed_refund_key"]
 
 def unclaimed_refund_key(record: PendingRecord, payment_id: str) -> str:
     """The key of the refund a recheck sends for money nobody claimed: derived from
-    the journal record, so a recheck repeated after a crash reuses it (and a
-    simulated shop that refunds a reported payment sends the very same refund)."""
+    the journal record, so a recheck repeated after a crash reuses it. (A refund
+    the shop asks for itself -- ``PaymentClient.refund``, the simulated shop's
+    refund of a reported payment -- is a different operation: ``refund_key``.)"""
     return derived_key("refund", record.idempotency_key, payment_id)
 
 

@@ -33,7 +33,9 @@ __all__ = [
     "IllegalTransition",
     "PaymentState",
     "advance",
+    "charged",
     "from_provider",
+    "held",
 ]
 
 
@@ -112,3 +114,15 @@ def advance(current: PaymentState, new: PaymentState) -> PaymentState:
 def from_provider(name: str) -> PaymentState:
     """The :class:`PaymentState` a provider ``state`` string means (unknown if unrecognised)."""
     return PROVIDER_STATES.get(name, S.UNKNOWN)
+
+
+def charged(state: str, refunded: int, amount: int) -> bool:
+    """Whether a payment the provider reports in ``state`` (its wire name) has charged
+    the payer and kept the money: captured, and less than ``amount`` refunded."""
+    return PROVIDER_STATES.get(state) in MONEY_CHARGED and refunded < amount
+
+
+def held(state: str, refunded: int, amount: int) -> bool:
+    """Whether it holds the payer's money: reserved (not captured), not refunded in full
+    (a hold is released when the reservation expires)."""
+    return PROVIDER_STATES.get(state) in MONEY_HELD and refunded < amount

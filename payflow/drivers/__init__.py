@@ -2,7 +2,7 @@
 
 Rule: :mod:`payflow.drivers._loop` is the only code that looks at an effect's
 type. A runtime -- httpx (sync and async, :mod:`payflow.drivers._httpx`),
-SimPy (:mod:`payflow.drivers.simpy`), a script (:mod:`payflow.drivers.scripted`)
+SimPy (:mod:`payflow.drivers._simpy`), a script (:mod:`payflow.drivers.scripted`)
 -- implements the :class:`Performer` protocol, one method per kind of effect,
 and hands itself to :func:`run`, :func:`arun` or :func:`run_in_simpy`.
 

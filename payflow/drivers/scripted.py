@@ -4,7 +4,8 @@ Like httpx's ``MockTransport``: the provider's answers come from a script, the
 clock is fake and moves only when a call or a sleep spends time, and every
 effect is recorded for assertions.
 
->>> from payflow.core import Policy, Response, pay
+>>> from payflow.core import Policy, Response, TimedOut, pay
+>>> from payflow.drivers import ScriptedPerformer
 >>> script = ScriptedPerformer([TimedOut(), Response(201, {...}), ...])  # doctest: +SKIP
 >>> result = script.run(pay("o-1", 1000, "DKK", script.context(Policy())))  # doctest: +SKIP
 >>> script.sleeps, [r.path for _, r, _ in script.calls]                     # doctest: +SKIP

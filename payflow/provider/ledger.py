@@ -47,7 +47,7 @@ from urllib.parse import parse_qsl
 from payflow.core._api import CORRELATION_HEADER
 from payflow.core._validate import CURRENCY_PATTERN, KEY_PATTERN, MAX_AMOUNT, REFERENCE_PATTERN
 from payflow.core.messages import Request, Response
-from payflow.core.states import PAYMENT_STATES
+from payflow.core.states import MONEY_TAKEN_STATES, PAYMENT_STATES
 
 __all__ = [
     "DEFAULT_RESERVATION_EXPIRY_S",
@@ -825,7 +825,7 @@ class Ledger:
 
     def _refund(self, client: str, p: Mapping[str, Any], now: float, delay: int) -> Response:
         payment = self._payment(client, p["payment_id"], now)
-        if payment.state not in ("reserved", "captured"):
+        if payment.state not in MONEY_TAKEN_STATES:
             raise _ApiError(
                 409,
                 "payment_not_refundable",

@@ -65,6 +65,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from payflow.core.states import PaymentState, from_provider
+from payflow.core.states import charged as is_charged
+from payflow.core.states import held as is_held
 from payflow.sim._model import Day, Order
 
 __all__ = ["HARM_FLAGS", "ORDER_COLUMNS", "order_frame", "summarize_run", "trace_frame"]
@@ -297,12 +300,11 @@ def money_of(
         state = p["state"]
         refunded_amount += p["refundedAmount"]
         refunds = list(refund_times.get(p["paymentId"], ()))
-        if state == "initiated":
+        if from_provider(state) is PaymentState.PENDING:
             waiting = True
-        if state == "captured":
-            if p["refundedAmount"] < p["capturedAmount"]:
-                charged += 1
-        elif state == "reserved" and p["refundedAmount"] < p["amount"]:
+        if is_charged(state, p["refundedAmount"], p["capturedAmount"]):
+            charged += 1
+        elif is_held(state, p["refundedAmount"], p["amount"]):
             held += 1
         start = p.get("reservedAt")
         if start is None:

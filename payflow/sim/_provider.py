@@ -8,7 +8,8 @@ a latency is an ``env.timeout`` and a verdict becomes an
 :data:`~payflow.core.messages.Outcome`. The steps:
 
 1. the fault profile of the moment (time of day = ``day_offset + env.now``)
-   draws the request's fate (:meth:`payflow.provider.faults.Faults.draw`);
+   draws the request's fate (:meth:`payflow.provider.faults.Faults.draw_parts`, the same
+   uniforms as ``Faults.draw``);
    ``throttle`` is answered 429 with ``Retry-After`` at once;
 2. the request queues for one of ``capacity`` slots -- the pipeline's
    :class:`~payflow.provider._pipeline.Capacity`, whose size follows the profile,

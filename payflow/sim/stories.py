@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 
 from payflow.core.states import MONEY_TAKEN_STATES
+from payflow.core.states import charged as is_charged
+from payflow.core.states import held as is_held
 
 __all__ = ["TIMELINE_KINDS", "ledger_outcome", "pick_unhappy", "timeline", "unhappy_counts"]
 
@@ -157,8 +159,8 @@ def ledger_outcome(trace: pd.DataFrame) -> str:
             states.append(f"{state}, refunded")
         else:
             states.append(state)
-            taken += state == "captured"
-            held += state == "reserved"
+            taken += is_charged(state, refunded, amount)
+            held += is_held(state, refunded, amount)
     if not states:
         return "no payment reached the provider"
     what = {0: "no money taken", 1: "money taken once"}.get(taken, f"money taken {taken} times")

@@ -85,3 +85,39 @@ def test_decisions_never_compare_a_state_string_by_hand() -> None:
                 if names_state and literal:
                     offenders.append(f"{name}:{node.lineno}")
     assert offenders == []
+
+
+def test_charged_and_held_read_the_vocabulary() -> None:
+    from payflow.core.states import charged, held
+
+    assert charged("captured", 0, 1000) and not charged("captured", 1000, 1000)
+    assert not charged("reserved", 0, 1000) and held("reserved", 0, 1000)
+    assert not held("reserved", 1000, 1000) and not held("captured", 0, 1000)
+    assert not charged("initiated", 0, 1000) and not held("bogus", 0, 1000)
+
+
+def test_no_money_decision_outside_the_provider_compares_a_state_string() -> None:
+    """Metrics, stories, compare and the core ask :mod:`payflow.core.states` (``charged``,
+    ``held``, ``stage``), never ``state == "captured"``; the provider's ledger is the one
+    place that *sets* states, so it is the one place that names them."""
+    import ast
+    from pathlib import Path
+
+    import payflow
+
+    root = Path(payflow.__file__).parent
+    money = {"reserved", "captured"}
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if "provider" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                literals = {
+                    s.value
+                    for s in [node.left, *node.comparators]
+                    if isinstance(s, ast.Constant) and isinstance(s.value, str)
+                }
+                if literals & money:
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == []

@@ -1,7 +1,7 @@
 """One place dispatches effects: only payflow/drivers/_loop.py looks at an effect's type.
 
 As the purity test keeps I/O out of the core, this test keeps effect dispatch in
-one module: no other module of the package (or of the tests' drivers) may ask
+one module: no other module of the package may ask
 ``isinstance(x, Call)``, compare ``type(x) is Sleep``, or key a table by an
 effect class.
 """

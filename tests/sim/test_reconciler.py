@@ -1,5 +1,5 @@
 """The reconciler refunds money it cannot apply through the shipped refund flow, keyed as
-the flow keys it (one derivation: ``payflow.core._flows.refund_key``)."""
+the flow keys it (``payflow.core._flows.refund_key``, as ``PaymentClient.refund`` would)."""
 
 from __future__ import annotations
 
