@@ -353,6 +353,10 @@ def _find_created(
         except PayflowError:
             return None
         return _pick(payments)
+    if ctx.policy.key_scope is KeyScope.PER_ATTEMPT:
+        # Re-sends replay this key: they exist to find the payment it made, which a
+        # fresh key (the per-attempt anti-pattern) never finds.
+        ctx = replace(ctx, policy=replace(ctx.policy, key_scope=KeyScope.PER_OPERATION))
     policy = _resend_policy(ctx, ctx.clock() - started, sent)
     if policy is None or policy.attempt_timeout(request, 0.0) is None:
         return None  # no request or no time left for one

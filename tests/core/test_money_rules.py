@@ -485,9 +485,13 @@ def test_a_resend_never_starts_that_could_not_finish_by_the_deadline() -> None:
     # Exact binary fractions: the create answers "in progress" at 0.25 s, the re-send
     # at 0.5 s; a pause of 0.25 s plus a 0.25 s attempt would end at 1 s, past the
     # 0.9375 s deadline.
-    policy = RetryPolicy(max_attempts=1, deadline=0.9375,
-                         backoff=Backoff(Jitter.CONSTANT, 0.25, 0.25), min_attempt_timeout=0.25)
-    polling = PollSchedule(default_delay=0.25)  # fmt: skip
+    policy = RetryPolicy(
+        max_attempts=1,
+        deadline=0.9375,
+        backoff=Backoff(Jitter.CONSTANT, 0.25, 0.25),
+        min_attempt_timeout=0.25,
+    )
+    polling = PollSchedule(default_delay=0.25)
     d = Driver(lambda req, now: error(409, "request_in_progress"), latency=0.25)
     d.clock = 0.0
     with pytest.raises(OutcomeUnknown):
