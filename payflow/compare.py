@@ -157,6 +157,7 @@ def scale_policy(policy: Policy, time_scale: float) -> Policy:
         backoff=_scale_backoff(retry.backoff, k),
         max_server_delay=retry.max_server_delay / k,
         min_attempt_timeout=retry.min_attempt_timeout / k,
+        min_delay=retry.min_delay / k,
     )
     polling = replace(
         polling,

@@ -133,18 +133,29 @@ def call(
     ctx: Context,
     reference: str = "",
     retry: RetryPolicy | None = None,
-    sent: list[int] | None = None,
+    *,
+    ask_again: Callable[[Response], bool] | None = None,
     cost_paid: float = 0.0,
-) -> Flow[Response]:
-    """Send ``request`` under the retry policy and return the final response.
+) -> Flow[tuple[Response, int]]:
+    """Send ``request`` under the retry policy; return the final response and how
+    many requests were sent.
 
+    This is the one retry loop: attempts, deadline, pacing, ``Retry-After`` and
+    the retry budget are decided here and in :meth:`RetryPolicy.decide` only.
     The final response is a 2xx, a 409 (out of sync: the caller queries the
     resource) or another 4xx. Raises :class:`ProviderUnavailable` when retrying
     stopped and no attempt can have had an effect (or the request was a read),
-    and :class:`OutcomeUnknown` when one may have. ``sent``, if given, is a
-    one-item list whose count is increased by every attempt. ``cost_paid`` is
-    retry budget the caller already took for this call (a re-send): a success
-    refunds it with the call's own retries (AWS standard mode).
+    and :class:`OutcomeUnknown` when one may have.
+
+    The count is returned because MobilePay bounds *requests per operation*
+    (6) and a refusal after a repeat is no confirmed refusal: the caller needs
+    it (a 401's same-attempt re-send is not counted: the provider refused it
+    unprocessed). ``ask_again`` says which *answers* mean "ask again" for this
+    call (a create still in progress, a reply that cannot be read): they are
+    retried like failures, under the same policy. ``cost_paid`` is retry budget
+    the caller already took for this call's first attempt (a re-send is a
+    retry of the operation): a success refunds it with the call's own retries
+    (AWS standard mode).
     """
     policy = retry or ctx.policy.retry
     per_attempt = ctx.policy.key_scope is KeyScope.PER_ATTEMPT and request.method == "POST"
@@ -158,8 +169,6 @@ def call(
             yield GaveUp(request.operation, reference, attempt - 1, "deadline", now)
             raise _give_up_error(request, reference, "deadline", maybe_sent, None)
         key = request.idempotency_key
-        if sent is not None:
-            sent[0] += 1  # the caller counts requests per operation (MobilePay: at most 6)
         yield Attempt(request.operation, reference, attempt, key, timeout, now)
         outcome = yield Call(request, timeout)
         if outcome.__class__ is Response and outcome.status == 401:
@@ -181,12 +190,15 @@ def call(
             rng=ctx.rng,
             budget=ctx.budget,
             maybe_sent=maybe_sent,
+            ask_again=ask_again is not None
+            and isinstance(outcome, Response)
+            and ask_again(outcome),
         )
         if isinstance(decision, Done):
             if decision.verdict is Verdict.SUCCESS and ctx.budget is not None:
                 ctx.budget.record_success(cost_paid)
             assert isinstance(outcome, Response)
-            return outcome
+            return outcome, attempt
         if isinstance(decision, GiveUp):
             yield GaveUp(request.operation, reference, attempt, decision.reason, now)
             last = outcome if isinstance(outcome, Response) else None

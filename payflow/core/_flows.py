@@ -34,7 +34,7 @@ from payflow.core import _api as api
 from payflow.core import _validate as validate
 from payflow.core._calls import Context, Flow, PollingTimedOut, call, poll_until_settled
 from payflow.core._keys import KeyScope, derived_key, new_key
-from payflow.core._policy import MAX_ATTEMPTS_ALLOWED
+from payflow.core._policy import MAX_ATTEMPTS_ALLOWED, RetryPolicy
 from payflow.core._replies import (
     ANYTHING,
     Expected,
@@ -58,7 +58,7 @@ from payflow.core.errors import (
     RequestRejected,
 )
 from payflow.core.events import StateChanged
-from payflow.core.messages import Forget, PendingRecord, Request, Response, Save, Sleep
+from payflow.core.messages import Forget, PendingRecord, Request, Response, Save
 from payflow.core.states import (
     MONEY_HELD,
     NOTHING_TAKEN,
@@ -169,7 +169,7 @@ class _Tracker:
 
 def find_payments(order_id: str, ctx: Context) -> Flow[list[PaymentStatus]]:
     """Ask the provider which payments exist for ``order_id`` (every one checked)."""
-    resp = yield from call(api.find_payments(order_id), ctx, order_id)
+    resp, _ = yield from call(api.find_payments(order_id), ctx, order_id)
     if not resp.ok:
         raise _rejected(resp, "lookup", reference=order_id)
     return read_payments(resp.body, order_id=order_id)
@@ -284,11 +284,12 @@ def _create(
     """Send the create; return the payment it made, checked against ``expect`` (the
     order, amount and currency the caller asked for)."""
     order_id = refs["reference"]
-    sent = [0]
     try:
-        resp = yield from call(request, ctx, order_id, sent=sent)
+        resp, sent = yield from call(request, ctx, order_id)
     except OutcomeUnknown as exc:
-        correlation, answered = exc.correlation_id, False
+        # A call that gives up has sent at most its policy's attempts: counting on
+        # all of them keeps the operation within MobilePay's 6 requests.
+        correlation, answered, sent = exc.correlation_id, False, ctx.policy.retry.max_attempts
     else:
         correlation, answered = resp.correlation_id, True
         if resp.ok:
@@ -301,7 +302,7 @@ def _create(
         elif resp.status == 409 and not request_in_progress(resp):
             yield from explain_conflict(order_id, ctx, resp, **refs)
         elif resp.status != 409:
-            if sent[0] > 1:
+            if sent > 1:
                 raise _unconfirmed_refusal(resp, "create", refs)
             raise _rejected(resp, "create", **refs)
     found = yield from _find_created(request, ctx, started, sent, expect, timed_out=not answered)
@@ -319,7 +320,7 @@ def _find_created(
     request: Request,
     ctx: Context,
     started: float,
-    sent: list[int],
+    sent: int,
     expect: Expected,
     *,
     timed_out: bool,
@@ -330,14 +331,19 @@ def _find_created(
     first answer, or creates the payment if the first never arrived. Looking
     the order up instead could adopt another operation's payment for the same
     order (a caller's second try with a new key), leaving its own orphaned.
-    While the first request is still in progress (409), or the answer cannot
-    be read, wait and ask again -- until the operation's deadline (counted from
-    ``started``) and within MobilePay's 6 requests per operation (``sent``
-    counts them); then the outcome stays unknown (``None``). A re-send is a
-    retry: it spends the shared retry budget like one (the timeout price after
-    an unanswered attempt, refunded if it succeeds), so an overloaded provider
-    is not kept busy by re-sends either. Keyless creates can only be looked up
-    by order. A reply about something else raises :class:`ProviderMismatch`.
+
+    The re-sends are the one retry loop (:func:`call`) under the operation's
+    policy with three changes (:func:`_resend_policy`): what is left of the
+    operation's deadline (counted from ``started``) and of MobilePay's 6
+    requests (``sent`` were sent), and a pause never shorter than polling's.
+    An answer saying the first request is still in progress (409), or one that
+    cannot be read, means "ask again". The first re-send goes at once, and is a
+    retry of the operation: it takes the shared retry budget like one (the
+    timeout price after an unanswered create), refunded if the re-sends
+    succeed, so an overloaded provider is not kept busy by re-sends either.
+    When the loop stops, the outcome stays unknown (``None``). Keyless creates
+    can only be looked up by order. A reply about something else raises
+    :class:`ProviderMismatch`.
     """
     order_id = expect.order_id or ""
     if request.idempotency_key is None:
@@ -348,46 +354,60 @@ def _find_created(
         except PayflowError:
             return None
         return _pick(payments)
-    retry = ctx.policy.retry
-    previous: float | None = None
-    attempt = -1
-    while sent[0] < MAX_ATTEMPTS_ALLOWED:
-        attempt += 1
-        now: float = ctx.clock()
-        left = None if retry.deadline is None else retry.deadline - (now - started)
-        pause = 0.0
-        if attempt:
-            previous = retry.backoff.delay(attempt - 1, previous, ctx.rng)
-            pause = max(previous, ctx.policy.polling.default_delay)
-        if left is not None and pause + retry.min_attempt_timeout >= left:
-            return None
-        cost = 0.0
-        if ctx.budget is not None:
-            taken = ctx.budget.acquire_retry(after_timeout=timed_out)
-            if taken is None:
-                return None  # the budget says the provider is struggling: recheck later
-            cost = taken
-        if pause:
-            yield Sleep(pause)
-            if left is not None:
-                left -= pause
-        single = replace(retry, max_attempts=1, deadline=left)
+    if ctx.policy.key_scope is KeyScope.PER_ATTEMPT:
+        # Re-sends replay this key: they exist to find the payment it made, which a
+        # fresh key (the per-attempt anti-pattern) never finds.
+        ctx = replace(ctx, policy=replace(ctx.policy, key_scope=KeyScope.PER_OPERATION))
+    policy = _resend_policy(ctx, ctx.clock() - started, sent)
+    if policy is None or policy.attempt_timeout(request, 0.0) is None:
+        return None  # no request or no time left for one
+    cost = 0.0
+    if ctx.budget is not None:
+        taken = ctx.budget.acquire_retry(after_timeout=timed_out)
+        if taken is None:
+            return None  # the budget says the provider is struggling: recheck later
+        cost = taken
+
+    def unusable(resp: Response) -> bool:
+        """Still in progress, or a 2xx the client cannot read: ask again."""
+        if request_in_progress(resp):
+            return True
+        if not resp.ok:
+            return False
         try:
-            resp = yield from call(request, ctx, order_id, retry=single, sent=sent, cost_paid=cost)
-        except AuthenticationFailed:
-            raise  # asking again cannot help: the caller keeps the record
-        except PayflowError as exc:
-            timed_out = isinstance(exc, OutcomeUnknown)  # no answer (not: never sent)
-            continue
-        timed_out = False
-        if resp.ok:
-            try:
-                return read_payment(resp.body, expect=expect, what="create")
-            except ReplyNotUnderstood:
-                continue
-        if not request_in_progress(resp):
-            return None  # refused now, or out of sync: the recheck settles it
-    return None
+            read_payment(resp.body, expect=expect, what="create")
+        except ProviderMismatch:
+            return False  # about something else: not to be asked again, but raised below
+        except ReplyNotUnderstood:
+            return True
+        return False
+
+    try:
+        resp, _ = yield from call(
+            request, ctx, order_id, policy, ask_again=unusable, cost_paid=cost
+        )
+    except AuthenticationFailed:
+        raise  # asking again cannot help: the caller keeps the record
+    except PayflowError:
+        return None  # no usable answer in time, within the requests left
+    if resp.ok:
+        return read_payment(resp.body, expect=expect, what="create")
+    return None  # refused now, or out of sync: the recheck settles it
+
+
+def _resend_policy(ctx: Context, elapsed: float, sent: int) -> RetryPolicy | None:
+    """The operation's retry policy for its re-sends, ``elapsed`` seconds and ``sent``
+    requests into it; ``None`` when nothing is left of either."""
+    retry = ctx.policy.retry
+    left = None if retry.deadline is None else retry.deadline - elapsed
+    if sent >= MAX_ATTEMPTS_ALLOWED or (left is not None and left <= 0):
+        return None
+    return replace(
+        retry,
+        max_attempts=MAX_ATTEMPTS_ALLOWED - sent,
+        deadline=left,
+        min_delay=max(retry.min_delay, ctx.policy.polling.default_delay),
+    )
 
 
 def _pick(payments: list[PaymentStatus]) -> PaymentStatus | None:
@@ -490,7 +510,7 @@ def _confirmed(
     """Send a naturally idempotent write (capture, cancel); the payment if a reply the
     client understood says it reached ``state``, else ``None`` (the caller reads it)."""
     try:
-        resp = yield from call(request, ctx, reference)
+        resp, _ = yield from call(request, ctx, reference)
     except (OutcomeUnknown, ProviderUnavailable):
         return None
     if not resp.ok:
@@ -511,7 +531,7 @@ def status(
     reply when given. Raises :class:`ReplyNotUnderstood` or
     :class:`ProviderMismatch` for a reply that cannot be trusted.
     """
-    resp = yield from call(api.get_payment(payment_id, polling=False), ctx, reference)
+    resp, _ = yield from call(api.get_payment(payment_id, polling=False), ctx, reference)
     refs: dict[str, Any] = {"reference": reference or None, "payment_id": payment_id}
     if not resp.ok:
         raise _rejected(resp, "status", **refs)
@@ -580,10 +600,9 @@ def refund(
         "payment_id": payment_id,
         "idempotency_key": key,
     }
-    sent = [0]
     try:
-        resp = yield from call(
-            api.create_refund(payment_id, amount, reference, key), ctx, reference, sent=sent
+        resp, sent = yield from call(
+            api.create_refund(payment_id, amount, reference, key), ctx, reference
         )
     except ProviderUnavailable:
         yield Forget(key)
@@ -601,7 +620,7 @@ def refund(
         return done
     if resp.status == 409:
         yield from _explain_refund_conflict(record, ctx, resp, refs)
-    if sent[0] > 1:
+    if sent > 1:
         yield Save(replace(record, state="recheck"))
         raise _unconfirmed_refusal(resp, "refund", refs)
     yield Forget(key)

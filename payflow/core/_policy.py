@@ -189,7 +189,11 @@ class RetryPolicy:
     ``deadline`` bounds the whole operation (attempts and sleeps) in seconds;
     no sleep or attempt starts that could not finish before it, and the last
     attempt's timeout is cut to the time left. ``max_server_delay`` caps a
-    ``Retry-After`` the policy is willing to honour.
+    ``Retry-After`` the policy is willing to honour. ``min_delay`` is the
+    shortest wait between two attempts whatever the backoff draws: the
+    re-sends of a create left without a usable answer are paced no faster than
+    polling (``PollSchedule.default_delay``), since asking a provider that is
+    still working on the first request again at once only adds load.
     """
 
     max_attempts: int = 3
@@ -199,6 +203,7 @@ class RetryPolicy:
     max_server_delay: float = 5.0
     min_attempt_timeout: float = 0.05
     retry_unsafe: bool = False  # the naive anti-pattern; see classify()
+    min_delay: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
@@ -212,6 +217,8 @@ class RetryPolicy:
             raise ValueError(f"deadline must be > 0 seconds or None, got {self.deadline!r}")
         if not self.max_server_delay >= 0:
             raise ValueError(f"max_server_delay must be >= 0, got {self.max_server_delay!r}")
+        if not self.min_delay >= 0:
+            raise ValueError(f"min_delay must be >= 0 seconds, got {self.min_delay!r}")
 
     def attempt_timeout(self, request: Request, elapsed: float) -> float | None:
         """Timeout for an attempt starting ``elapsed`` seconds into the operation,
@@ -235,30 +242,41 @@ class RetryPolicy:
         rng: Rng,
         budget: RetryBudget | None = None,
         maybe_sent: bool = False,
+        ask_again: bool = False,
     ) -> Decision:
         """Decide what follows attempt number ``attempt`` (1-based).
 
         ``elapsed`` is the time since the operation started, measured after the
         attempt; ``maybe_sent`` says whether an earlier attempt may have had an
-        effect (it is carried into :class:`GiveUp`).
+        effect (it is carried into :class:`GiveUp`). ``ask_again`` says the
+        caller reads this *answer* as "ask again" (a create still in progress, a
+        reply it could not read): it is retried like a failure -- same attempt
+        count, deadline, pacing, ``Retry-After`` and budget price -- but the
+        budget records no failure, since the provider did answer.
         """
-        if outcome.__class__ is Response and 200 <= outcome.status < 300:
-            return Done(outcome, Verdict.SUCCESS)  # the common case, as classify() has it
-        verdict = classify(request, outcome, retry_unsafe=self.retry_unsafe)
-        if isinstance(outcome, TimedOut) or (
-            isinstance(outcome, Response) and outcome.status >= 500
-        ):
-            maybe_sent = True
-        if verdict is not Verdict.RETRYABLE:
-            if verdict is Verdict.UNKNOWN:
-                return GiveUp("unknown", outcome, True)
-            return Done(outcome, verdict)
-        if budget is not None:
-            budget.record_failure()
+        if ask_again:
+            verdict = Verdict.RETRYABLE
+            maybe_sent = True  # it answered: the request reached the provider
+        else:
+            if outcome.__class__ is Response and 200 <= outcome.status < 300:
+                return Done(outcome, Verdict.SUCCESS)  # the common case, as classify() has it
+            verdict = classify(request, outcome, retry_unsafe=self.retry_unsafe)
+            if isinstance(outcome, TimedOut) or (
+                isinstance(outcome, Response) and outcome.status >= 500
+            ):
+                maybe_sent = True
+            if verdict is not Verdict.RETRYABLE:
+                if verdict is Verdict.UNKNOWN:
+                    return GiveUp("unknown", outcome, True)
+                return Done(outcome, verdict)
+            if budget is not None:
+                budget.record_failure()
         if attempt >= self.max_attempts:
             return GiveUp("attempts", outcome, maybe_sent)
         server_delay = retry_after_seconds(outcome) if isinstance(outcome, Response) else None
         delay = self.backoff.delay(attempt - 1, previous_delay, rng)
+        if delay < self.min_delay:
+            delay = self.min_delay
         if server_delay is not None:
             too_long = server_delay > self.max_server_delay or (
                 self.deadline is not None and elapsed + server_delay >= self.deadline

@@ -142,7 +142,7 @@ def _payments_of(record: PendingRecord, ctx: Context) -> Flow[list[PaymentStatus
     request = api.create_payment(
         record.reference, record.amount, record.currency, record.idempotency_key
     )
-    resp = yield from call(request, ctx, record.reference)
+    resp, _ = yield from call(request, ctx, record.reference)
     refs: dict[str, Any] = {
         "reference": record.reference,
         "idempotency_key": record.idempotency_key,

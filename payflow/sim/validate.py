@@ -175,7 +175,7 @@ def amplification(
 
     def one() -> Generator[simpy.Event, Any, None]:
         try:
-            response = yield from run_flow(call(request, ctx), io, sink)
+            response, _ = yield from run_flow(call(request, ctx), io, sink)
         except Exception:  # ProviderUnavailable: retries exhausted
             return
         if isinstance(response, Response) and response.ok:

@@ -483,15 +483,29 @@ def test_resends_are_paced_by_the_backoff_from_the_operation_start() -> None:
 
 def test_a_resend_never_starts_that_could_not_finish_by_the_deadline() -> None:
     # Exact binary fractions: the create answers "in progress" at 0.25 s, the re-send
-    # at 0.5 s; a pause of 0.25 s plus a 0.25 s attempt would end at the 1 s deadline.
-    policy = RetryPolicy(max_attempts=1, deadline=1.0, backoff=Backoff(Jitter.CONSTANT, 0.25, 0.25),
-                         min_attempt_timeout=0.25)  # fmt: skip
+    # at 0.5 s; a pause of 0.25 s plus a 0.25 s attempt would end at 1 s, past the
+    # 0.9375 s deadline.
+    policy = RetryPolicy(
+        max_attempts=1,
+        deadline=0.9375,
+        backoff=Backoff(Jitter.CONSTANT, 0.25, 0.25),
+        min_attempt_timeout=0.25,
+    )
+    polling = PollSchedule(default_delay=0.25)
     d = Driver(lambda req, now: error(409, "request_in_progress"), latency=0.25)
     d.clock = 0.0
     with pytest.raises(OutcomeUnknown):
-        d.run(pay("o-1", 1000, "DKK", ctx(retry=policy, polling=PollSchedule(default_delay=0.25)),
-                  key=KEY))  # fmt: skip
+        d.run(pay("o-1", 1000, "DKK", ctx(retry=policy, polling=polling), key=KEY))
     assert d.sent == [CREATE, CREATE] and d.sleeps == []
+    # One that could just finish *by* the deadline starts, as any retry may
+    # (RetryPolicy.decide: the re-sends are the same loop), cut to the time left.
+    d = Driver(lambda req, now: error(409, "request_in_progress"), latency=0.25)
+    d.clock = 0.0
+    with pytest.raises(OutcomeUnknown):
+        d.run(pay("o-1", 1000, "DKK", ctx(retry=dataclasses.replace(policy, deadline=1.0),
+                                          polling=polling), key=KEY))  # fmt: skip
+    assert d.sent == [CREATE] * 3 and d.sleeps == [0.25]
+    assert all(at + timeout <= 1.0 for at, _, timeout in d.calls)
 
 
 def test_an_unreadable_create_reply_is_asked_again_not_believed() -> None:
@@ -1196,12 +1210,12 @@ READ = api.get_payment("p-1", polling=False)
 
 def run_call(script: Any, request: Request = KEYED, **kw: Any) -> tuple[Driver, Any]:
     d = Driver(script, oversleep=kw.pop("oversleep", 0.0))
-    sent = [0]
     try:
-        return d, d.run(call(request, ctx(**kw), "o-1", sent=sent))
+        resp, sent = d.run(call(request, ctx(**kw), "o-1"))
     except PayflowError as exc:
-        assert sent == [len(d.calls)]
         return d, exc
+    assert sent == len(d.calls)  # the call reports every request it sent
+    return d, resp
 
 
 @pytest.mark.parametrize(
