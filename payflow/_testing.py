@@ -1,10 +1,12 @@
 """One test-mode switch for every client (modelled on stamina's ``set_testing``).
 
-Rule: in test mode every client's sleeps take no time, yet its flows see the
-time pass (the clock adds the skipped sleeps): every *decision* (retry or not,
-how long to wait, when to poll, when a deadline is reached) is unchanged, and
-hooks still see the delays the policy chose. The switch is process-wide, changed under a lock, and
-``set_testing`` returns a context manager that restores the previous setting.
+Rule: in test mode every client's sleeps take no time. The policy's decisions
+(retry or not, how long to wait, when to poll) and the delays hooks see are
+unchanged; deadlines stay on the real clock, as the provider under test runs in
+real time -- so a payment left pending is polled without pause until its real
+polling deadline (give test payments a short one). The switch is process-wide,
+changed under a lock, and ``set_testing`` returns a context manager that restores
+the previous setting.
 """
 
 from __future__ import annotations

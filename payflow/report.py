@@ -215,7 +215,7 @@ def _day_chart(scenario: Any, hourly: pd.DataFrame, order: Sequence[str], vmax: 
     import matplotlib.pyplot as plt
 
     from payflow import plots
-    from payflow.sim._day import day_profile
+    from payflow.sim._day_profile import day_profile
 
     day = day_profile(scenario, 600.0)
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.4), layout="constrained")

@@ -18,20 +18,24 @@ from payflow.core._flows import PaymentResult, cancel, pay, refund, status
 from payflow.core._keys import KeyScope
 from payflow.core._policy import Policy, PollSchedule, RetryPolicy, Timeouts
 from payflow.core._recheck import RecheckResult, recheck
+from payflow.core._replies import Expected, PaymentStatus, Refund
 from payflow.core.messages import NotSent, PendingRecord, Request, Response, TimedOut
 
 __all__ = [
     "Backoff",
     "Context",
+    "Expected",
     "Flow",
     "Jitter",
     "KeyScope",
     "NotSent",
     "PaymentResult",
+    "PaymentStatus",
     "PendingRecord",
     "Policy",
     "PollSchedule",
     "RecheckResult",
+    "Refund",
     "Request",
     "Response",
     "RetryBudget",

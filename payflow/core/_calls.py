@@ -259,7 +259,7 @@ def _after_401(
             idempotency_key=request.idempotency_key,
             correlation_id=outcome.correlation_id,
             status=401,
-            code=_code(outcome),
+            code=outcome.code,
         )
     return outcome
 
@@ -367,7 +367,7 @@ def poll_until_settled(
                 payment_id=payment_id,
                 correlation_id=outcome.correlation_id,
                 status=outcome.status,
-                code=_code(outcome),
+                code=outcome.code,
             )
         failures += 1
         yield Poll(payment_id, reference, None, last_ms, now)
@@ -381,9 +381,3 @@ def _poll_cut(timeout: float, shortest: float, left: float) -> float | None:
     """A poll's timeout with ``left`` seconds of polling left (``None``: no time for one)."""
     cut = min(timeout, left)
     return None if cut < shortest else cut
-
-
-def _code(resp: Response) -> str | None:
-    """The provider's error ``code``, if it gave a usable one."""
-    code = resp.body.get("code")
-    return code if isinstance(code, str) and code else None

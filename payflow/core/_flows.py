@@ -112,18 +112,13 @@ def refund_key(payment_id: str, reference: str) -> str:
     return derived_key("refund", payment_id, reference)
 
 
-def _code(resp: Response) -> str | None:
-    code = resp.body.get("code")
-    return code if isinstance(code, str) and code else None
-
-
 def _rejected(resp: Response, operation: str, **refs: Any) -> RequestRejected:
     message = resp.body.get("message")
     text = f"{operation} refused with HTTP {resp.status}"
     if isinstance(message, str) and message:
         text += f": {message[:200]}"
     return RequestRejected(
-        text, correlation_id=resp.correlation_id, status=resp.status, code=_code(resp), **refs
+        text, correlation_id=resp.correlation_id, status=resp.status, code=resp.code, **refs
     )
 
 
@@ -133,7 +128,7 @@ def _unconfirmed_refusal(resp: Response, operation: str, refs: dict[str, Any]) -
     return OutcomeUnknown(
         f"{operation} refused with HTTP {resp.status} after an attempt that may have reached "
         "the provider; not confirmed -- the journal keeps it for recheck",
-        correlation_id=resp.correlation_id, status=resp.status, code=_code(resp), **refs,
+        correlation_id=resp.correlation_id, status=resp.status, code=resp.code, **refs,
     )  # fmt: skip
 
 
@@ -184,7 +179,7 @@ def explain_conflict(order_id: str, ctx: Context, resp: Response, **refs: Any) -
     refusal stands (:class:`ConflictError`). Otherwise, or if the lookup is
     not understood, the outcome is unknown and the journal keeps it.
     """
-    code = _code(resp)
+    code = resp.code
     what = f"create answered 409{f' ({code})' if code else ''}"
     try:
         payments = yield from find_payments(order_id, ctx)
@@ -636,7 +631,7 @@ def _explain_refund_conflict(
     explains the refusal (the record goes; :class:`ConflictError`). Otherwise the
     409 may have come after the refund was made: the record stays for recheck.
     """
-    code = _code(resp)
+    code = resp.code
     try:
         view = yield from status(record.payment_id or "", ctx, record.reference)
     except PayflowError:

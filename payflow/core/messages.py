@@ -115,6 +115,12 @@ class Response:
         return None
 
     @property
+    def code(self) -> str | None:
+        """The provider's error ``code``, if it gave a usable one (a non-empty string)."""
+        code = self.body.get("code") if isinstance(self.body, Mapping) else None
+        return code if isinstance(code, str) and code else None
+
+    @property
     def correlation_id(self) -> str | None:
         value = self.body.get("correlationId") if isinstance(self.body, Mapping) else None
         return str(value) if value else self.header("x-correlation-id")

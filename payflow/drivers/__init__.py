@@ -10,7 +10,22 @@ To test a :class:`~payflow.core.Policy` without a server, use
 :class:`ScriptedPerformer` (as httpx ships ``MockTransport``).
 """
 
-from payflow.drivers._loop import AsyncPerformer, Performer, arun, run, run_in_simpy
+from payflow.drivers._loop import (
+    AsyncPerformer,
+    EventPerformer,
+    Performer,
+    arun,
+    run,
+    run_in_simpy,
+)
 from payflow.drivers.scripted import ScriptedPerformer
 
-__all__ = ["AsyncPerformer", "Performer", "ScriptedPerformer", "arun", "run", "run_in_simpy"]
+__all__ = [
+    "AsyncPerformer",
+    "EventPerformer",
+    "Performer",
+    "ScriptedPerformer",
+    "arun",
+    "run",
+    "run_in_simpy",
+]

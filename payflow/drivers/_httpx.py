@@ -225,15 +225,13 @@ class Engine:
             raise InvalidRequest("lease", f"must be > 0 seconds, got {lease!r}")
         self.lease = float(lease)
         self.policy = policy
-        self._skipped = 0.0  # seconds of sleep test mode skipped (see clock())
-        self._skipped_lock = threading.Lock()
         # SystemRandom by default: keys stay unique even in processes forked after start-up.
         self.ctx = Context(
             policy,
             rng if rng is not None else secrets.SystemRandom(),
             budget,
             float(operator_interval_s) if operator is not None else None,
-            clock=self.clock,
+            clock=time.monotonic,
         )
         self.journal, self.owns_journal = open_journal(journal)
         self.instance = secrets.token_hex(6)
@@ -340,24 +338,15 @@ class Engine:
             return NotSent(type(exc).__name__)
         return TimedOut(type(exc).__name__)
 
-    def clock(self) -> float:
-        """The flows' clock: ``time.monotonic``, plus every sleep test mode skipped.
-
-        In test mode a sleep takes no time, but the flow must see the time pass
-        as it would have: a polling deadline measured on the real clock would
-        otherwise poll thousands of times before it expires (a different
-        decision, and a busy loop against the provider).
-        """
-        return time.monotonic() + self._skipped
-
     def sleep_seconds(self, seconds: float) -> float:
-        """How long a Sleep really waits: zero in test mode (:func:`payflow.set_testing`),
-        where the skipped time is added to :meth:`clock` instead."""
-        if not is_testing():
-            return seconds
-        with self._skipped_lock:
-            self._skipped += seconds
-        return 0.0
+        """How long a Sleep really waits: zero in test mode (:func:`payflow.set_testing`).
+
+        The flows' clock stays the real one (as in stamina's test mode): a provider
+        in a test moves in real time too, so deadlines are kept in real time. A
+        payment that stays pending is therefore polled without pause until its
+        real polling deadline -- give test payments a short one.
+        """
+        return 0.0 if is_testing() else seconds
 
     # ------------------------------------------------------------- local effects
     def save(self, save: Save, run: Run) -> None:

@@ -138,7 +138,11 @@ def run(flow: Flow[T], performer: Performer) -> T:
         if act is None:
             flow.close()
             raise _unknown(effect)
-        value = act(effect)
+        try:
+            value = act(effect)
+        except BaseException:
+            flow.close()  # the flow cannot go on: end it now, not when it is collected
+            raise
 
 
 async def arun(flow: Flow[T], performer: AsyncPerformer) -> T:
@@ -156,9 +160,13 @@ async def arun(flow: Flow[T], performer: AsyncPerformer) -> T:
         if act is None:
             flow.close()
             raise _unknown(effect)
-        value = act(effect)
-        if cls not in _EVENTS:
-            value = await value
+        try:
+            value = act(effect)
+            if cls not in _EVENTS:
+                value = await value
+        except BaseException:
+            flow.close()  # cancelled, or the performer failed: end the flow now
+            raise
 
 
 def run_in_simpy(flow: Flow[T], performer: EventPerformer) -> Generator[Any, Any, T]:
@@ -180,6 +188,10 @@ def run_in_simpy(flow: Flow[T], performer: EventPerformer) -> Generator[Any, Any
         if act is None:
             flow.close()
             raise _unknown(effect)
-        value = act(effect)
-        if cls in _WAITS:
-            value = yield value
+        try:
+            value = act(effect)
+            if cls in _WAITS:
+                value = yield value
+        except BaseException:
+            flow.close()  # interrupted (a crash), or the performer failed: end the flow
+            raise

@@ -41,7 +41,7 @@ def slow_spans(
     """The stretches of the day, in hours, when the provider is slow: its median create
     latency is at least ``share`` of the day's worst (from the fault profile, no run).
     A calm profile (no latency above 1 s all day) has none."""
-    from payflow.sim._day import day_profile
+    from payflow.sim._day_profile import day_profile
 
     day = day_profile(scenario, step_s=step_s)
     latency = day["latency_p50_s"]

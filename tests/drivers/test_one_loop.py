@@ -155,3 +155,16 @@ def test_a_flow_yielding_something_unknown_is_refused() -> None:
 
     with pytest.raises(TypeError, match="neither an effect nor an event"):
         run(flow(), ScriptedPerformer([]))
+
+
+def test_a_performer_failure_ends_the_flow_at_once() -> None:
+    class Failing(ScriptedPerformer):
+        def save(self, s: Save) -> None:
+            raise RuntimeError("disk full")
+
+    performer = Failing(_script())
+    flow = pay("o-1", 1000, "DKK", performer.context(Policy(), random.Random(1)))
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(flow, performer)
+    assert flow.gi_frame is None  # closed by the loop, not left for the collector
+    assert performer.calls == []  # and nothing was sent: the save comes first

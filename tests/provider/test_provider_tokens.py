@@ -7,10 +7,11 @@ import time
 import httpx
 import pytest
 
-from payflow.provider._cli import _seconds
+from payflow.provider._cli import _positive
 from payflow.provider.app import TOKEN_PATH
 from payflow.provider.testing import running_provider
 
+_seconds = _positive("--token-ttl")
 PATH = "/v10/payments?orderId=o-1"
 
 
