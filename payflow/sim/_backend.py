@@ -167,6 +167,10 @@ class Backend:
                 order.outcome = "failed"
                 message = "failed"
             except (OutcomeUnknown, ConflictError):
+                # A ConflictError says *this* request holds no money, not that the order
+                # failed: the order has another payment (in flight here, or made by an
+                # earlier submit under another key) whose fate decides it. So the shop
+                # does not say "failed"; it waits for that payment, as for an unknown one.
                 order.outcome = "unknown"
                 message = "email" if strategy.email else "error"
                 order.locked = strategy.lock_until_answer
