@@ -10,15 +10,12 @@ from typing import Any
 
 from payflow.core._validate import payment_id as _checked
 from payflow.core.messages import CallKind, Request
-from payflow.core.states import FINAL_PAYMENT_STATES, MONEY_TAKEN_STATES
 
 __all__ = [
     "CLIENT_ID_HEADER",
     "CLIENT_VERSION_HEADER",
     "CORRELATION_HEADER",
-    "FINAL_PAYMENT_STATES",
     "IDEMPOTENCY_HEADER",
-    "MONEY_TAKEN_STATES",
     "cancel_payment",
     "capture_payment",
     "create_payment",
@@ -32,8 +29,6 @@ IDEMPOTENCY_HEADER = "X-MobilePay-Idempotency-Key"
 CLIENT_ID_HEADER = "x-ibm-client-id"
 CLIENT_VERSION_HEADER = "x-mobilepay-client-system-version"
 CORRELATION_HEADER = "x-correlation-id"
-
-# MONEY_TAKEN_STATES and FINAL_PAYMENT_STATES are defined once, in payflow.core.states.
 
 
 def create_payment(

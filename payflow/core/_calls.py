@@ -331,8 +331,8 @@ def poll_until_settled(
         previous = delay
         now = ctx.clock()
         # No poll outlives the polling deadline: the last one gets the time left.
-        cut = min(timeout, schedule.deadline - (now - start))
-        if cut < shortest:
+        cut = _poll_cut(timeout, shortest, schedule.deadline - (now - start))
+        if cut is None:
             raise PollingTimedOut()
         yield Attempt("poll", reference, failures + 1, None, cut, now)
         outcome = yield Call(request, cut)

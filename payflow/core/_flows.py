@@ -134,7 +134,7 @@ def _unconfirmed_refusal(resp: Response, operation: str, refs: dict[str, Any]) -
 
 def request_in_progress(resp: Response) -> bool:
     """A 409 saying a request with the same idempotency key is still being processed."""
-    return resp.status == 409 and resp.body.get("code") == "request_in_progress"
+    return resp.status == 409 and resp.code == "request_in_progress"
 
 
 class _Tracker:

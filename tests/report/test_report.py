@@ -403,3 +403,6 @@ def test_hourly_csv_has_the_provider_queue_from_the_runs(report: Path) -> None:
     assert (hourly["queue_waiting"] >= 0).all() and hourly["queue_waiting"].notna().all()
     # one value per scenario, strategy and hour: pooled over seeds (a mean, not a sum)
     assert not hourly.duplicated(["scenario", "strategy", "hour"]).any()
+    # It comes from the runs: the slow day's shrunken provider queues, the calm day's never.
+    peak = hourly.groupby("scenario")["queue_waiting"].max()
+    assert peak["slow-provider-day"] > 0 and peak["calm-day"] == 0
