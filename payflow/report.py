@@ -269,40 +269,6 @@ def _day_chart(scenario: Any, hourly: pd.DataFrame, order: Sequence[str], vmax: 
     return fig
 
 
-def _hourly(counts: pd.DataFrame) -> pd.DataFrame:
-    from payflow.sim.hourly import pool_hours
-
-    pooled = pool_hours(counts)
-    harmed = counts.groupby(["scenario", "strategy", "hour"], sort=False, as_index=False)[
-        ["orders", "harmed"]
-    ].sum()
-    pooled = pooled.merge(
-        harmed[["scenario", "strategy", "hour", "harmed"]], on=["scenario", "strategy", "hour"]
-    )
-    n = pooled["orders"].where(pooled["orders"] > 0)
-    pooled["harmed_rate"] = pooled["harmed"] / n
-    # The queue is a level, not a count: its mean over seeds, not its sum.
-    queue = counts.groupby(["scenario", "strategy", "hour"], sort=False, as_index=False)[
-        "queue_waiting"
-    ].mean()
-    return pooled.merge(queue, on=["scenario", "strategy", "hour"])
-
-
-def queue_by_hour(queue_by_slot: Sequence[float], slot_s: float, hours: int) -> list[float]:
-    """The provider's queue (requests waiting for a slot, time-weighted) per hour of the
-    day, from :attr:`~payflow.sim.ProviderStats.queue_by_slot`: the mean of the slots
-    each hour holds (an hour the run did not reach reads 0)."""
-    per_hour: list[float] = []
-    for hour in range(hours):
-        inside = [
-            level
-            for i, level in enumerate(queue_by_slot)
-            if hour * 3600 <= i * slot_s < (hour + 1) * 3600
-        ]
-        per_hour.append(sum(inside) / len(inside) if inside else 0.0)
-    return per_hour
-
-
 def _styled(frame: pd.DataFrame, name: str) -> Markup:
     """A small table of strings (already formatted) as HTML, tagged for tests."""
     from markupsafe import Markup
@@ -390,33 +356,6 @@ def _identical_notes(
                 + explain_identical(a, b, counts)
             )
     return notes
-
-
-def _run_for_report(
-    scenario: Any, strategy: Any, seed: int, orders: int | None
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One run: its summary, and counts per hour of arrival (harmed included)."""
-    import numpy as np
-
-    from payflow.sim import run
-    from payflow.sim._metrics import HARM_FLAGS
-    from payflow.sim.hourly import hour_counts
-
-    result = run(scenario, strategy, seed=seed, orders=orders, trace=False)
-    frame = result.orders
-    counts = hour_counts(frame)
-    index = np.minimum((frame["arrival_s"].to_numpy(dtype=float) // 3600).astype(int), 23)
-    harmed = frame[list(HARM_FLAGS)].astype(bool).any(axis=1).to_numpy(dtype=float)
-    counts["harmed"] = np.bincount(index, weights=harmed, minlength=24).astype(int)[: len(counts)]
-    stats = result.provider
-    counts["queue_waiting"] = queue_by_hour(stats.queue_by_slot, stats.queue_slot_s, 24)[
-        : len(counts)
-    ]
-    summary = dict(result.summary)
-    counts.insert(0, "seed", seed)
-    counts.insert(0, "strategy", summary["strategy"])
-    counts.insert(0, "scenario", summary["scenario"])
-    return summary, counts
 
 
 def build_report(
@@ -712,6 +651,7 @@ def _report(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from payflow.sim import get_strategy, load_scenario, scenario_names, strategy_names
+    from payflow.sim.hourly import pool_hours, run_with_hours
     from payflow.sim.sweep import map_runs, pool_seeds
 
     scenarios = _split(args.scenario) or scenario_names()
@@ -740,11 +680,11 @@ def _report(args: argparse.Namespace) -> int:
     seeds = list(range(args.seeds))
     started = time.perf_counter()
     results = map_runs(
-        _run_for_report, scenarios, strategies, seeds, None, (args.orders,), args.progress
+        run_with_hours, scenarios, strategies, seeds, None, (args.orders, 3600.0), args.progress
     )
     runs = pd.DataFrame([summary for summary, _ in results]).reset_index(drop=True)
     summary = pool_seeds(runs)
-    hourly = _hourly(pd.concat([c for _, c in results], ignore_index=True))
+    hourly = pool_hours(pd.concat([c for _, c in results], ignore_index=True))
     tuned = None
     if args.tune:
         from payflow.sim.tune import tune

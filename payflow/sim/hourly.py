@@ -25,7 +25,15 @@ import pandas as pd
 
 from payflow.sim.sweep import map_runs, wilson_interval
 
-__all__ = ["FLAGS", "PER_ORDER", "hour_counts", "pool_hours", "sweep_hourly"]
+__all__ = [
+    "FLAGS",
+    "PER_ORDER",
+    "hour_counts",
+    "pool_hours",
+    "queue_by_bin",
+    "run_with_hours",
+    "sweep_hourly",
+]
 
 #: Per-order flags counted per hour, as (order column, count column, rate column).
 FLAGS: tuple[tuple[str, str, str], ...] = (
@@ -45,6 +53,13 @@ PER_ORDER: tuple[tuple[str, str], ...] = (
 _DAY_S = 86_400.0
 
 
+def _bins(orders: pd.DataFrame, bin_s: float) -> tuple[int, np.ndarray[Any, Any]]:
+    """How many bins a day has, and each order's bin by arrival (late ones in the last)."""
+    bins = max(1, math.ceil(_DAY_S / bin_s))
+    index = np.minimum((orders["arrival_s"].to_numpy(dtype=float) // bin_s).astype(int), bins - 1)
+    return bins, index
+
+
 def hour_counts(orders: pd.DataFrame, *, bin_s: float = 3600.0) -> pd.DataFrame:
     """Counts per bin of arrival time: one row per bin of the day, empty bins included.
 
@@ -54,8 +69,7 @@ def hour_counts(orders: pd.DataFrame, *, bin_s: float = 3600.0) -> pd.DataFrame:
     """
     if not bin_s > 0 or not math.isfinite(bin_s):
         raise ValueError(f"bin_s: must be a positive number of seconds, got {bin_s!r}")
-    bins = max(1, math.ceil(_DAY_S / bin_s))
-    index = np.minimum((orders["arrival_s"].to_numpy(dtype=float) // bin_s).astype(int), bins - 1)
+    bins, index = _bins(orders, bin_s)
     out: dict[str, Any] = {
         "hour": np.arange(bins) * bin_s / 3600.0,
         "orders": np.bincount(index, minlength=bins),
@@ -93,16 +107,50 @@ def pool_hours(counts: pd.DataFrame, by: Sequence[str] = ("scenario", "strategy"
         pooled[f"{rate}_high"] = [high for _, high in bounds]
     for column, mean in PER_ORDER:
         pooled[mean] = np.where(n > 0, pooled[column] / np.maximum(n, 1), np.nan)
+    if "harmed" in counts:  # from run_with_hours: orders with any harm, per bin
+        harmed = counts.groupby(keys, sort=False, as_index=False)["harmed"].sum()
+        pooled = pooled.merge(harmed, on=keys)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pooled["harmed_rate"] = np.where(n > 0, pooled["harmed"] / np.maximum(n, 1), np.nan)
+    if "queue_waiting" in counts:  # a level, not a count: its mean over seeds
+        queue = counts.groupby(keys, sort=False, as_index=False)["queue_waiting"].mean()
+        pooled = pooled.merge(queue, on=keys)
     return pooled
 
 
-def _run_hourly(
-    scenario: Any, strategy: Any, seed: int, orders: int | None, bin_s: float
+def queue_by_bin(
+    queue_by_slot: Sequence[float], slot_s: float, bin_s: float, bins: int
+) -> list[float]:
+    """The provider's queue (requests waiting for a slot, time-weighted) per bin of the
+    day, from :attr:`~payflow.sim.ProviderStats.queue_by_slot`: the mean of the slots
+    each bin holds (a bin the run did not reach reads 0)."""
+    per_bin: list[float] = []
+    for b in range(bins):
+        inside = [
+            level
+            for i, level in enumerate(queue_by_slot)
+            if b * bin_s <= i * slot_s < (b + 1) * bin_s
+        ]
+        per_bin.append(sum(inside) / len(inside) if inside else 0.0)
+    return per_bin
+
+
+def run_with_hours(
+    scenario: Any, strategy: Any, seed: int, orders: int | None, bin_s: float = 3600.0
 ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One run: its summary, and its :func:`hour_counts` with ``harmed`` (orders with
+    any harm) and ``queue_waiting`` (the provider's queue, :func:`queue_by_bin`)."""
     from payflow.sim import run
+    from payflow.sim._metrics import HARM_FLAGS
 
     result = run(scenario, strategy, seed=seed, orders=orders, trace=False)
-    counts = hour_counts(result.orders, bin_s=bin_s)
+    frame = result.orders
+    counts = hour_counts(frame, bin_s=bin_s)
+    bins, index = _bins(frame, bin_s)
+    harmed = frame[list(HARM_FLAGS)].astype(bool).any(axis=1).to_numpy(dtype=float)
+    counts["harmed"] = np.bincount(index, weights=harmed, minlength=bins).astype(int)
+    stats = result.provider
+    counts["queue_waiting"] = queue_by_bin(stats.queue_by_slot, stats.queue_slot_s, bin_s, bins)
     summary = dict(result.summary)
     counts.insert(0, "seed", seed)
     counts.insert(0, "strategy", summary["strategy"])
@@ -130,7 +178,7 @@ def sweep_hourly(
     shows a bar: by default in a terminal, and as a widget in JupyterLab.
     """
     results = map_runs(
-        _run_hourly, scenarios, strategies, seeds, executor, (orders, bin_s), progress
+        run_with_hours, scenarios, strategies, seeds, executor, (orders, bin_s), progress
     )
     runs = pd.DataFrame([summary for summary, _ in results]).reset_index(drop=True)
     counts = pd.concat([c for _, c in results], ignore_index=True)

@@ -390,7 +390,10 @@ def test_without_saved_figures_the_page_says_so() -> None:
 
 
 def test_queue_by_hour_averages_the_slots_of_each_hour() -> None:
-    from payflow.report import queue_by_hour
+    from payflow.sim.hourly import queue_by_bin
+
+    def queue_by_hour(slots: list[float], slot_s: float, hours: int) -> list[float]:
+        return queue_by_bin(slots, slot_s, 3600.0, hours)
 
     slots = [1.0, 1.0, 3.0, 3.0, 2.0, 2.0, 2.0, 2.0, 5.0]  # 15-min slots; the run ends at 02:15
     assert queue_by_hour(slots, 900.0, 4) == [2.0, 2.0, 5.0, 0.0]
